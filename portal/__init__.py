@@ -1,0 +1,1 @@
+"""Partner-channel portal: the app factory lives in :mod:`portal.app`."""

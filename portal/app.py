@@ -1,0 +1,91 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+
+from portal import config as portal_config
+from portal.database import configure_engines, engine_options, normalise_uri
+from portal.extensions import csrf, db, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    app.config.from_mapping(portal_config.from_environment(Path(app.instance_path)))
+    if config:
+        app.config.update(config)
+    uri = normalise_uri(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config["SQLALCHEMY_DATABASE_URI"] = uri
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(uri))
+
+    _configure_logging(app)
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_error_pages(app)
+    _register_commands(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    level = app.config["LOG_LEVEL"]
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    for package in ("portal", "territory_rules", "programs", "rewards"):
+        logging.getLogger(package).setLevel(level)
+
+
+def _init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    with app.app_context():
+        configure_engines(app, db.engine)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from portal.auth import bp as auth_bp
+    from portal.home import bp as home_bp
+    from portal.manager import bp as manager_bp
+    from portal.partner import bp as partner_bp
+    from territory_rules.views import bp as territories_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(home_bp)
+    app.register_blueprint(partner_bp)
+    app.register_blueprint(manager_bp)
+    app.register_blueprint(territories_bp)
+
+
+def _register_error_pages(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[str, int]:
+        return render_template("error.html", error=error), error.code or 500
+
+    @app.errorhandler(Exception)
+    def _server_error(error: Exception) -> tuple[str, int]:
+        db.session.rollback()
+        app.logger.exception("Unhandled error", exc_info=error)
+        return render_template("error.html", error=None), 500
+
+
+def _register_commands(app: Flask) -> None:
+    from portal.cli import demo_cli, worker_command
+    from territory_rules.cli import territories_cli
+
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(territories_cli)

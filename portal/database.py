@@ -1,0 +1,53 @@
+"""Database engine set-up shared by both back ends (SQLite/SpatiaLite, PostGIS)."""
+
+import logging
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+def is_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite")
+
+
+def normalise_uri(uri: str) -> str:
+    """Let plain ``postgresql://`` URLs use psycopg 3, the driver we ship."""
+    if uri.startswith("postgres://"):
+        uri = "postgresql://" + uri.removeprefix("postgres://")
+    if uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+    return uri
+
+
+def engine_options(uri: str) -> dict[str, Any]:
+    """Engine options; SQLite goes through pysqlite3, which can load extensions."""
+    if not is_sqlite(uri):
+        return {"pool_pre_ping": True}
+
+    import pysqlite3.dbapi2 as sqlite_driver  # type: ignore[import-not-found]
+
+    return {"module": sqlite_driver, "connect_args": {"timeout": 30}}
+
+
+def attach_spatialite(engine: Engine, library_path: str) -> None:
+    """Load SpatiaLite into every new SQLite connection of ``engine``."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.enable_load_extension(True)
+        dbapi_conn.load_extension(library_path)
+        dbapi_conn.enable_load_extension(False)
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+
+def configure_engines(app: Flask, engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        attach_spatialite(engine, app.config["SPATIALITE_LIBRARY_PATH"])

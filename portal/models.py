@@ -1,0 +1,76 @@
+"""Records every domain shares: partner organisations and the people who sign in."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    MANAGER = "manager"
+    PARTNER = "partner"
+
+
+class PartnerOrganisation(db.Model):
+    __tablename__ = "partner_organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    partner_type: Mapped[str] = mapped_column(String(40), default="reseller")
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    users: Mapped[list[User]] = relationship(back_populates="organisation")
+
+    def __repr__(self) -> str:
+        return f"<PartnerOrganisation {self.name!r}>"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=Role.PARTNER.value)
+    organisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partner_organisations.id", ondelete="SET NULL")
+    )
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    organisation: Mapped[PartnerOrganisation | None] = relationship(
+        back_populates="users"
+    )
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == Role.MANAGER
+
+    @property
+    def is_partner(self) -> bool:
+        return self.role == Role.PARTNER
+
+    def __repr__(self) -> str:
+        return f"<User {self.email!r}>"

@@ -1,0 +1,1 @@
+"""Territories, their rules, accounts, and the engine that assigns one to the other."""

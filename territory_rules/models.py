@@ -1,0 +1,286 @@
+"""Regions, territories, rules and conditions; accounts and where they are assigned."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models import PartnerOrganisation, User, utc_now
+
+SRID = 4326
+
+
+def multipolygon() -> Geometry:
+    # Spatial indexes are created by the migration, the same way on both databases.
+    return Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False)
+
+
+def point() -> Geometry:
+    return Geometry("POINT", srid=SRID, spatial_index=False)
+
+
+region_managers = Table(
+    "region_managers",
+    db.metadata,
+    Column("region_id", ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+territory_boundaries = Table(
+    "territory_boundaries",
+    db.metadata,
+    Column(
+        "territory_id",
+        ForeignKey("territories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "boundary_id", ForeignKey("boundaries.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Region(db.Model):
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    territories: Mapped[list[Territory]] = relationship(
+        back_populates="region", order_by="Territory.name"
+    )
+    managers: Mapped[list[User]] = relationship(secondary=region_managers)
+
+
+class Boundary(db.Model):
+    """A named shape imported from a GeoJSON file, e.g. one state of a country."""
+
+    __tablename__ = "boundaries"
+    __table_args__ = (UniqueConstraint("layer", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    layer: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str | None] = mapped_column(String(60))
+    shape: Mapped[Any] = mapped_column(multipolygon())
+    repair_note: Mapped[str | None] = mapped_column(String(300))
+    imported_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Territory(db.Model):
+    __tablename__ = "territories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("territories.id", ondelete="SET NULL"), index=True
+    )
+    partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partner_organisations.id", ondelete="SET NULL"), index=True
+    )
+    description: Mapped[str | None] = mapped_column(String(500))
+    shape: Mapped[Any | None] = mapped_column(multipolygon(), nullable=True)
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    region: Mapped[Region] = relationship(back_populates="territories")
+    parent: Mapped[Territory | None] = relationship(
+        remote_side="Territory.id", back_populates="children"
+    )
+    children: Mapped[list[Territory]] = relationship(back_populates="parent")
+    partner: Mapped[PartnerOrganisation | None] = relationship()
+    rules: Mapped[list[Rule]] = relationship(
+        back_populates="territory",
+        cascade="all, delete-orphan",
+        order_by="(Rule.precedence.desc(), Rule.id)",
+    )
+    boundaries: Mapped[list[Boundary]] = relationship(
+        secondary=territory_boundaries, order_by="Boundary.name"
+    )
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children
+
+
+class Rule(db.Model):
+    """Conditions joined by AND; a territory matches when any of its rules does."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    precedence: Mapped[int] = mapped_column(default=0)
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    territory: Mapped[Territory] = relationship(back_populates="rules")
+    conditions: Mapped[list[Condition]] = relationship(
+        back_populates="rule", cascade="all, delete-orphan", order_by="Condition.id"
+    )
+
+
+class ConditionField(enum.StrEnum):
+    SHAPE = "shape"
+    POSTAL_CODE = "postal_code"
+    STATE = "state"
+    CITY = "city"
+    SEGMENT = "segment"
+    INDUSTRY = "industry"
+    ANNUAL_REVENUE = "annual_revenue"
+
+
+class Condition(db.Model):
+    """One test on an account, e.g. ``postal_code starts_with ["021"]``.
+
+    ``value`` holds a list of texts for equality, prefix and list tests, and
+    ``{"low": ..., "high": ...}`` for ranges; the shape test needs no value.
+    """
+
+    __tablename__ = "conditions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("rules.id", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(String(40))
+    operator: Mapped[str] = mapped_column(String(40))
+    value: Mapped[Any | None] = mapped_column(JSON)
+
+    rule: Mapped[Rule] = relationship(back_populates="conditions")
+
+
+class PostalCode(db.Model):
+    """A postal code's centroid, from any country's centroid file."""
+
+    __tablename__ = "postal_codes"
+    __table_args__ = (
+        UniqueConstraint("country", "code"),
+        Index("ix_postal_codes_city_state", "city", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    country: Mapped[str] = mapped_column(String(3))
+    code: Mapped[str] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(120))
+    state: Mapped[str | None] = mapped_column(String(120))
+    location: Mapped[Any] = mapped_column(point())
+
+
+class LocationSource(enum.StrEnum):
+    POSTAL_CODE = "postal_code"
+    CITY_STATE = "city_state"
+    NONE = "none"
+
+
+class Account(db.Model):
+    """A customer at one ship-to location."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    external_id: Mapped[str] = mapped_column(String(120), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(20), index=True)
+    city: Mapped[str | None] = mapped_column(String(120))
+    state: Mapped[str | None] = mapped_column(String(120), index=True)
+    country: Mapped[str | None] = mapped_column(String(3))
+    segment: Mapped[str | None] = mapped_column(String(120))
+    industry: Mapped[str | None] = mapped_column(String(120))
+    annual_revenue: Mapped[Decimal | None] = mapped_column(Numeric(16, 2))
+    location: Mapped[Any | None] = mapped_column(point(), nullable=True)
+    location_source: Mapped[str] = mapped_column(
+        String(20), default=LocationSource.NONE.value
+    )
+    created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
+
+    assignment: Mapped[Assignment | None] = relationship(
+        back_populates="account", uselist=False
+    )
+
+
+class SalesLine(db.Model):
+    __tablename__ = "sales_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_line_id: Mapped[str] = mapped_column(String(120), unique=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    order_ref: Mapped[str | None] = mapped_column(String(120))
+    order_date: Mapped[date] = mapped_column(index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    category: Mapped[str | None] = mapped_column(String(120))
+    product: Mapped[str | None] = mapped_column(String(300))
+
+
+class AssignmentStatus(enum.StrEnum):
+    ASSIGNED = "assigned"
+    CONFLICT = "conflict"
+    GAP = "gap"
+
+
+class Assignment(db.Model):
+    """Where the latest assignment run put an account, and by which rule."""
+
+    __tablename__ = "assignments"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    territory_id: Mapped[int | None] = mapped_column(
+        ForeignKey("territories.id", ondelete="SET NULL"), index=True
+    )
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rules.id", ondelete="SET NULL")
+    )
+    top_precedence: Mapped[int | None]
+    claimants: Mapped[int] = mapped_column(default=0)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL")
+    )
+
+    account: Mapped[Account] = relationship(back_populates="assignment")
+    territory: Mapped[Territory | None] = relationship()
+    rule: Mapped[Rule | None] = relationship()
+
+
+class RuleMatch(db.Model):
+    """Every (account, rule) pair the latest run matched: the evidence behind it.
+
+    Rebuilt whole by each run; it carries no foreign keys so that writing a
+    million rows stays a plain bulk insert.
+    """
+
+    __tablename__ = "rule_matches"
+    __table_args__ = (
+        Index("ix_rule_matches_run_account", "run_id", "account_id", "precedence"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int]
+    account_id: Mapped[int]
+    rule_id: Mapped[int]
+    territory_id: Mapped[int]
+    precedence: Mapped[int]
