@@ -1,15 +1,62 @@
-"""``flask territories ...`` commands."""
+"""``flask territories ...``: assignment runs, exports and imports."""
+
+from __future__ import annotations
+
+import sys
+import time
 
 import click
 from flask.cli import AppGroup
 
+from portal.extensions import db
+from portal.runs import Run
+from territory_rules.export import write_assignments_csv
+from territory_rules.import_cli import IMPORT_COMMANDS
+from territory_rules.jobs import start_assignment_run
+
 territories_cli = AppGroup("territories", help="Territories, rules and assignment.")
+for command in IMPORT_COMMANDS:
+    territories_cli.add_command(command)
 
 
 @territories_cli.command("recompute")
-def recompute_command() -> None:
-    """Recompute every account's territory."""
-    from territory_rules.jobs import start_assignment_run
-
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    help="With REDIS_URL set, wait for the worker to finish the run.",
+)
+def recompute_command(wait: bool) -> None:
+    """Recompute every account's territory (on RQ when REDIS_URL is set)."""
     run, created = start_assignment_run()
-    click.echo(f"run {run.id} {run.status} {run.counts}")
+    if not created:
+        click.echo(f"Run {run.id} is already {run.status}; not starting another.")
+    else:
+        click.echo(f"Run {run.id} started ({run.backend}).")
+    while wait and run.status in ("queued", "running"):
+        time.sleep(0.5)
+        db.session.expire_all()
+        refreshed = db.session.get(Run, run.id)
+        assert refreshed is not None
+        run = refreshed
+    _report(run)
+
+
+def _report(run: Run) -> None:
+    if run.status == "failed":
+        click.echo(f"Run {run.id} failed: {run.error}", err=True)
+        sys.exit(1)
+    if run.status == "succeeded" and run.counts:
+        counts = run.counts
+        click.echo(
+            f"Run {run.id} succeeded: {counts['accounts']} accounts, "
+            f"{counts['assigned']} assigned, {counts['conflict']} in conflict, "
+            f"{counts['gap']} in the gap report."
+        )
+    else:
+        click.echo(f"Run {run.id} is {run.status}.")
+
+
+@territories_cli.command("export")
+def export_command() -> None:
+    """Write every account's assignment as CSV to standard output."""
+    write_assignments_csv(sys.stdout)

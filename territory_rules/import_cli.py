@@ -1,0 +1,5 @@
+"""``flask territories import-...`` commands."""
+
+import click
+
+IMPORT_COMMANDS: list[click.Command] = []
