@@ -10,10 +10,9 @@ from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
 
 from portal import config as portal_config
+from portal.config import PROJECT_ROOT
 from portal.database import configure_engines, engine_options, normalise_uri
 from portal.extensions import csrf, db, login_manager, migrate
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

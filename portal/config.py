@@ -5,6 +5,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 def _secret_key(instance_path: Path) -> str:
     """Use SECRET_KEY, or a random key kept in the instance folder across restarts."""

@@ -1,0 +1,220 @@
+"""Runs: recorded in our table, in-process and through RQ with a real worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from portal.extensions import db
+from portal.models import Role, utc_now
+from portal.runs import Run, start_run
+from territory_rules.jobs import ASSIGNMENT_KIND, start_assignment_run
+from territory_rules.models import Assignment
+from tests.backends import REDIS_URL, redis_reachable, required_service_missing
+from tests.factories import add_rule, make_account, make_region, make_territory, make_user, square
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_small_world() -> None:
+    region = make_region("Coast")
+    north = make_territory(region, "North", shape=square(0, 0, 10))
+    south = make_territory(region, "South", shape=square(0, -10, 10))
+    add_rule(north, 100, ("shape", "inside", None))
+    add_rule(south, 100, ("shape", "inside", None))
+    add_rule(south, 5, ("state", "in", ["XX"]))
+    for index in range(20):
+        make_account(f"n{index}", at=(index % 10 + 0.5, 5))
+        make_account(f"s{index}", at=(index % 10 + 0.5, -5))
+    make_account("state only", at=(50, 50), state="XX")
+    make_account("lost")
+    db.session.commit()
+
+
+def assignment_snapshot() -> list[tuple[int, str, int | None, int | None]]:
+    rows = db.session.execute(
+        select(
+            Assignment.account_id,
+            Assignment.status,
+            Assignment.territory_id,
+            Assignment.rule_id,
+        ).order_by(Assignment.account_id)
+    ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_in_process_run_is_recorded_with_its_counts_and_who_started_it(clean_app):
+    admin = make_user(Role.ADMIN)
+    build_small_world()
+
+    run, created = start_assignment_run(admin)
+
+    assert created
+    assert (run.kind, run.status, run.progress, run.backend) == (
+        ASSIGNMENT_KIND,
+        "succeeded",
+        100,
+        "in-process",
+    )
+    assert run.counts == {
+        "accounts": 42,
+        "assigned": 41,
+        "conflict": 0,
+        "gap": 1,
+        "rules": 3,
+        "matches": 41,
+    }
+    assert run.started_by_id == admin.id
+    assert run.started_at_utc <= run.finished_at_utc
+    assert run.error is None
+
+
+def test_a_failing_task_leaves_a_failed_run_with_its_reason(clean_app):
+    run, created = start_run("broken", "tests.tasks.always_fails")
+
+    assert created
+    assert run.status == "failed"
+    assert "RuntimeError: the source file vanished" in run.error
+    assert run.finished_at_utc is not None
+
+
+def test_a_start_while_a_run_is_active_returns_the_active_run(clean_app):
+    active = Run(
+        kind=ASSIGNMENT_KIND, task="x.y", status="running", heartbeat_at_utc=utc_now()
+    )
+    db.session.add(active)
+    db.session.commit()
+
+    run, created = start_assignment_run()
+
+    assert not created
+    assert run.id == active.id
+    assert db.session.scalar(select(func.count()).select_from(Run)) == 1
+
+
+def test_a_run_whose_worker_went_silent_is_failed_and_a_new_one_starts(clean_app):
+    clean_app.config["RUN_STALE_SECONDS"] = 0
+    stuck = Run(kind=ASSIGNMENT_KIND, task="x.y", status="running")
+    db.session.add(stuck)
+    db.session.commit()
+    build_small_world()
+    time.sleep(0.01)
+
+    try:
+        run, created = start_assignment_run()
+    finally:
+        clean_app.config["RUN_STALE_SECONDS"] = 900
+
+    db.session.refresh(stuck)
+    assert created and run.status == "succeeded"
+    assert stuck.status == "failed"
+    assert "stopped reporting" in stuck.error
+
+
+# --- through RQ, with a real worker process -----------------------------------------
+
+
+@pytest.fixture
+def rq_app(clean_app: Flask) -> Iterator[Flask]:
+    """The app configured to queue runs on a queue of its own in a real Redis."""
+    reason = redis_reachable()
+    if reason:
+        required_service_missing(reason)
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    clean_app.config.update(REDIS_URL=REDIS_URL, RQ_QUEUE=queue)
+    yield clean_app
+    clean_app.config.update(REDIS_URL=None, RQ_QUEUE="portal")
+
+
+def worker_env(app: Flask) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        RQ_QUEUE=app.config["RQ_QUEUE"],
+        SECRET_KEY="tests-only-secret",
+    )
+    return env
+
+
+def flask_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "wsgi", *args]
+
+
+@pytest.fixture
+def worker(rq_app: Flask, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``flask worker`` process; its log is printed if the test fails."""
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            flask_command("worker"),
+            cwd=PROJECT_ROOT,
+            env=worker_env(rq_app),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        yield process
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    print(log_path.read_text(errors="replace")[-4000:])
+
+
+def wait_for_finish(run_id: int, timeout: float = 60) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        run = db.session.get(Run, run_id)
+        assert run is not None
+        if run.status in ("succeeded", "failed"):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish within {timeout} s")
+
+
+def test_a_real_worker_runs_the_assignment_and_a_rerun_changes_nothing(rq_app, worker):
+    build_small_world()
+
+    first, created = start_assignment_run()
+    assert created and first.backend == "rq" and first.status == "queued"
+    assert first.job_id == f"run-{first.id}"
+    finished = wait_for_finish(first.id)
+    assert finished.status == "succeeded", finished.error
+    after_first = assignment_snapshot()
+
+    second, _ = start_assignment_run()
+    assert wait_for_finish(second.id).status == "succeeded"
+
+    assert assignment_snapshot() == after_first
+    assert finished.counts["assigned"] == 41
+    assert finished.counts["gap"] == 1
+
+
+def test_two_commands_started_at_once_leave_one_run(rq_app):
+    build_small_world()
+    env = worker_env(rq_app)
+    command = flask_command("territories", "recompute", "--no-wait")
+
+    processes = [
+        subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=60)[0].decode() for process in processes]
+
+    db.session.expire_all()
+    runs = db.session.scalars(select(Run)).all()
+    assert len(runs) == 1
+    assert runs[0].status == "queued"
+    assert sum("already queued" in output for output in outputs) == 1
