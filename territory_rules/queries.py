@@ -101,7 +101,7 @@ def region_territory(region: Region, territory_id: int) -> Territory | None:
 # Territory trees and counts ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class TerritoryRow:
     """One line of a territory table: the territory, its depth and its counts."""
 
@@ -109,7 +109,7 @@ class TerritoryRow:
     depth: int
     assigned: int
     in_conflict: int
-    total_below: int
+    total_below: int = 0
 
 
 def territories_of_regions(region_ids: Iterable[int]) -> Sequence[Territory]:
@@ -132,7 +132,7 @@ def assigned_counts(territory_ids: Iterable[int]) -> dict[int, int]:
         )
         .group_by(Assignment.territory_id)
     ).all()
-    return {territory_id: count for territory_id, count in rows}
+    return {territory_id: count for territory_id, count in rows if territory_id}
 
 
 def _top_claims() -> Any:
@@ -178,18 +178,15 @@ def territory_tree(territories: Sequence[Territory]) -> list[TerritoryRow]:
         """Append the subtree's rows and return the accounts assigned in it."""
         subtree = 0
         for territory in children.get(parent, []):
-            position = len(rows)
-            rows.append(TerritoryRow(territory, depth, 0, 0, 0))
-            below = walk(territory.id, depth + 1)
-            own = assigned.get(territory.id, 0)
-            rows[position] = TerritoryRow(
+            row = TerritoryRow(
                 territory=territory,
                 depth=depth,
-                assigned=own,
+                assigned=assigned.get(territory.id, 0),
                 in_conflict=conflicts.get(territory.id, 0),
-                total_below=own + below,
             )
-            subtree += own + below
+            rows.append(row)
+            row.total_below = row.assigned + walk(territory.id, depth + 1)
+            subtree += row.total_below
         return subtree
 
     walk(None, 0)
@@ -349,9 +346,7 @@ def _top_claims_of(account_ids: list[int]) -> dict[int, list[Rule]]:
 
 def runs_page(page: int, per_page: int) -> Pagination:
     """A page of runs of every kind, newest first, with who started them."""
-    query = (
-        select(Run).options(joinedload(Run.started_by)).order_by(Run.id.desc())
-    )
+    query = select(Run).options(joinedload(Run.started_by)).order_by(Run.id.desc())
     return _page_of(query, page, per_page)
 
 
@@ -372,7 +367,7 @@ def _display_geometry(shape: Any) -> dict[str, Any]:
     rounded = shapely.transform(
         simplified, lambda coords: np.round(coords, COORDINATE_DECIMALS)
     )
-    return mapping(rounded)  # type: ignore[no-any-return]
+    return dict(mapping(rounded))
 
 
 def territories_geojson(territories: Iterable[Territory]) -> dict[str, Any]:
