@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    current_app,
     Response,
     abort,
     flash,
@@ -21,6 +22,7 @@ from flask import (
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
+from werkzeug.exceptions import HTTPException
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
@@ -74,17 +76,29 @@ def roles_required(*roles: Role) -> Callable[[F], F]:
                 abort(403, "This page is not part of your role's portal.")
             return view(*args, **kwargs)
 
+        wrapped.allowed_roles = roles  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 
     return decorator
 
 
-def _safe_next(target: str | None) -> str | None:
-    """Only same-site paths are followed after sign-in."""
+def _next_page(user: User, target: str | None) -> str | None:
+    """The page asked for before sign-in, if it is on this site and for this role.
+
+    A page of another role would only answer 403 right after signing in, so the
+    user is sent to their own landing page instead.
+    """
     if not target:
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/"):
+        return None
+    try:
+        endpoint, _args = current_app.url_map.bind("").match(parts.path)
+    except HTTPException:
+        return None
+    allowed = getattr(current_app.view_functions[endpoint], "allowed_roles", None)
+    if allowed is not None and user.role not in allowed:
         return None
     return target
 
@@ -102,7 +116,8 @@ def sign_in() -> Any:
         if user is not None and user.check_password(form.password.data or ""):
             login_user(user)
             logger.info("%s signed in", user.email)
-            return redirect(_safe_next(request.args.get("next")) or url_for("home.index"))
+            target = _next_page(user, request.args.get("next"))
+            return redirect(target or url_for("home.index"))
         logger.info("Failed sign-in for %s", email)
         flash("That email and password do not match an account.", "error")
 

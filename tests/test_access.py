@@ -296,3 +296,29 @@ def test_htmx_post_with_the_meta_tag_token_is_accepted(
 
     assert response.status_code == 200
     assert 'id="run-status"' in response.text
+
+
+def test_sign_in_follows_next_only_to_a_page_of_the_users_role(client, auth):
+    from portal.models import Role
+    from tests.factories import make_user
+
+    make_user(Role.MANAGER, email="m@example.test")
+    make_user(Role.PARTNER, email="p@example.test")
+
+    manager = client.post(
+        "/auth/sign-in?next=/my/territory",
+        data={"email": "m@example.test", "password": "pass-1234"},
+    )
+    assert manager.headers["Location"] == "/"
+    auth.sign_out()
+    partner = client.post(
+        "/auth/sign-in?next=/my/territory?page=2",
+        data={"email": "p@example.test", "password": "pass-1234"},
+    )
+    assert partner.headers["Location"] == "/my/territory?page=2"
+    auth.sign_out()
+    foreign = client.post(
+        "/auth/sign-in?next=https://elsewhere.example/",
+        data={"email": "p@example.test", "password": "pass-1234"},
+    )
+    assert foreign.headers["Location"] == "/"

@@ -1,0 +1,1 @@
+"""Programs chosen by territory rules: training, onboarding and incentive tiers."""

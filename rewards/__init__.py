@@ -1,0 +1,1 @@
+"""Rewards: sales credit, claims, the points ledger and reward status."""
