@@ -60,6 +60,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.home import bp as home_bp
     from portal.manager import bp as manager_bp
     from portal.partner import bp as partner_bp
+    from territory_rules.import_views import bp as imports_bp
     from territory_rules.views import bp as territories_bp
 
     app.register_blueprint(auth_bp)
@@ -67,6 +68,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(partner_bp)
     app.register_blueprint(manager_bp)
     app.register_blueprint(territories_bp)
+    app.register_blueprint(imports_bp)
 
 
 def _register_error_pages(app: Flask) -> None:

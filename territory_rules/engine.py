@@ -13,9 +13,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Integer,
+    String,
     and_,
     case,
     delete,
@@ -23,11 +25,15 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
+    union_all,
 )
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql import Select, Subquery
+from sqlalchemy.sql.dml import Insert
 
 from portal.extensions import db
-from territory_rules.conditions import condition_sql
+from territory_rules.conditions import TEXT_LIST_FIELDS, condition_sql
 from territory_rules.models import (
     Account,
     Assignment,
@@ -73,76 +79,174 @@ def _is_shape_only(rule: Rule) -> bool:
     return fields == {ConditionField.SHAPE.value}
 
 
+def _list_field(rule: Rule) -> str | None:
+    """The field of a rule made of one text-list test (``state in [...]``), or None."""
+    if len(rule.conditions) != 1:
+        return None
+    condition = rule.conditions[0]
+    listed = condition.operator == "in" and condition.field in TEXT_LIST_FIELDS
+    return condition.field if listed and condition.value else None
+
+
 def rule_batches(rules: Sequence[Rule]) -> list[list[Rule]]:
-    """Shape-only rules in one batch (one spatial join); every other rule alone."""
+    """Rules that can share one statement, batched; every other rule alone.
+
+    Shape-only rules share one spatial join. Rules made of one text-list test
+    on the same field share one scan of the accounts, joined to their values:
+    one statement per rule would read every account once per rule.
+    """
     shape_only = [rule for rule in rules if _is_shape_only(rule)]
-    others = [[rule] for rule in rules if rule.conditions and not _is_shape_only(rule)]
-    return ([shape_only] if shape_only else []) + others
+    by_field: dict[str, list[Rule]] = defaultdict(list)
+    alone = []
+    for rule in rules:
+        field = _list_field(rule)
+        if field is not None:
+            by_field[field].append(rule)
+        elif rule.conditions and not _is_shape_only(rule):
+            alone.append([rule])
+    return ([shape_only] if shape_only else []) + list(by_field.values()) + alone
 
 
-def _match_statement(batch: list[Rule], run_id: int, dialect: str):  # type: ignore[no-untyped-def]
+def _listed_values(batch: list[Rule]) -> Subquery:
+    """(rule id, value) rows of a batch of text-list rules, each pair once.
+
+    Values compare as :func:`territory_rules.conditions.condition_sql` compares
+    them: upper case here, trimmed and upper case on the account's side.
+    """
+    pairs = sorted(
+        {
+            (rule.id, item.upper())
+            for rule in batch
+            for item in rule.conditions[0].value or []
+        }
+    )
+    rows = [
+        select(
+            literal(rule_id, Integer).label("rule_id"),
+            literal(value, String).label("value"),
+        )
+        for rule_id, value in pairs
+    ]
+    return union_all(*rows).subquery("listed")
+
+
+def _join_listed(query: Select[Any], batch: list[Rule]) -> Select[Any]:
+    """Accounts whose field equals one of the values a rule of the batch lists."""
+    accounts = Account.__table__
+    field = ConditionField(batch[0].conditions[0].field)
+    column = accounts.c[TEXT_LIST_FIELDS[field]]
+    listed = _listed_values(batch)
+    return query.join(listed, listed.c.rule_id == Rule.__table__.c.id).join(
+        accounts, func.upper(func.trim(column)) == listed.c.value
+    )
+
+
+def _join_matching(query: Select[Any], rule: Rule, dialect: str) -> Select[Any]:
+    """Accounts meeting every condition of ``rule``, or of each rule in a batch
+    whose rules all hold the same conditions (the shape test)."""
     accounts = Account.__table__
     territories = Territory.__table__
-    rules = Rule.__table__
-    conditions = batch[0].conditions
     predicates = [
         condition_sql(c.field, c.operator, c.value, accounts, territories, dialect)
-        for c in conditions
+        for c in rule.conditions
     ]
-    query = (
-        select(
-            literal(run_id, Integer),
-            accounts.c.id,
-            rules.c.id,
-            rules.c.territory_id,
-            rules.c.precedence,
-        )
-        .select_from(rules)
-        .join(territories, territories.c.id == rules.c.territory_id)
-        .join(accounts, and_(*predicates))
-        .where(rules.c.id.in_([rule.id for rule in batch]))
+    return query.join(
+        territories, territories.c.id == Rule.__table__.c.territory_id
+    ).join(accounts, and_(*predicates))
+
+
+def _match_statement(batch: list[Rule], run_id: int, dialect: str) -> Insert:
+    accounts = Account.__table__
+    rules = Rule.__table__
+    query = select(
+        literal(run_id, Integer),
+        accounts.c.id,
+        rules.c.id,
+        rules.c.territory_id,
+        rules.c.precedence,
+    ).select_from(rules)
+
+    if _list_field(batch[0]) is not None:
+        query = _join_listed(query, batch)
+    else:
+        query = _join_matching(query, batch[0], dialect)
+    # Written in account order, the index on (run, account) grows at its end
+    # instead of everywhere at once, and resolving reads the rows in order.
+    query = query.where(rules.c.id.in_([rule.id for rule in batch])).order_by(
+        accounts.c.id
     )
     columns = ["run_id", "account_id", "rule_id", "territory_id", "precedence"]
     return insert(RuleMatch.__table__).from_select(columns, query)
 
 
+def match_statements(run_id: int, dialect: str) -> tuple[list[Insert], int]:
+    """One ``INSERT .. SELECT`` per rule batch, and the number of active rules."""
+    rules = active_rules()
+    statements = [
+        _match_statement(batch, run_id, dialect) for batch in rule_batches(rules)
+    ]
+    # The statements carry all they need. Left in the session, thousands of
+    # rules would be expired again by every commit below, for nothing.
+    for rule in rules:
+        db.session.expunge(rule)
+    return statements, len(rules)
+
+
 def collect_matches(run_id: int, progress: ProgressCallback) -> int:
     """Write every (account, rule) match of this run; return the number of rules."""
     dialect = db.session.get_bind().dialect.name
-    rules = active_rules()
-    batches = rule_batches(rules)
-    for done, batch in enumerate(batches, start=1):
-        db.session.execute(_match_statement(batch, run_id, dialect))
+    statements, rule_count = match_statements(run_id, dialect)
+    for done, statement in enumerate(statements, start=1):
+        db.session.execute(statement)
         db.session.commit()
-        progress(5 + int(80 * done / max(len(batches), 1)), f"{done} of {len(batches)} rule groups matched")
-    return len(rules)
+        progress(
+            5 + int(80 * done / max(len(statements), 1)),
+            f"{done} of {len(statements)} rule groups matched",
+        )
+    return rule_count
 
 
-def _winners(run_id: int):  # type: ignore[no-untyped-def]
+def _winners(run_id: int) -> Subquery:
+    """Per account: the territories that match at its top precedence, counted.
+
+    A window gives every match its account's top precedence, so the matches
+    are read once instead of being joined with their own aggregate. Matches
+    at the top are then grouped per territory, and those per account.
+    """
     matches = RuleMatch.__table__
-    top = (
-        select(matches.c.account_id, func.max(matches.c.precedence).label("top"))
+    ranked = (
+        select(
+            matches.c.account_id,
+            matches.c.territory_id,
+            matches.c.rule_id,
+            matches.c.precedence,
+            func.max(matches.c.precedence)
+            .over(partition_by=matches.c.account_id)
+            .label("top"),
+        )
         .where(matches.c.run_id == run_id)
-        .group_by(matches.c.account_id)
-        .subquery("top")
+        .subquery("ranked")
+    )
+    at_top = (
+        select(
+            ranked.c.account_id,
+            ranked.c.territory_id,
+            ranked.c.precedence,
+            func.min(ranked.c.rule_id).label("rule_id"),
+        )
+        .where(ranked.c.precedence == ranked.c.top)
+        .group_by(ranked.c.account_id, ranked.c.precedence, ranked.c.territory_id)
+        .subquery("at_top")
     )
     return (
         select(
-            matches.c.account_id,
-            func.count(func.distinct(matches.c.territory_id)).label("claimants"),
-            func.min(matches.c.territory_id).label("territory_id"),
-            func.min(matches.c.rule_id).label("rule_id"),
-            top.c.top,
+            at_top.c.account_id,
+            func.count().label("claimants"),
+            func.min(at_top.c.territory_id).label("territory_id"),
+            func.min(at_top.c.rule_id).label("rule_id"),
+            at_top.c.precedence.label("top"),
         )
-        .join(
-            top,
-            and_(
-                top.c.account_id == matches.c.account_id,
-                top.c.top == matches.c.precedence,
-            ),
-        )
-        .where(matches.c.run_id == run_id)
-        .group_by(matches.c.account_id, top.c.top)
+        .group_by(at_top.c.account_id, at_top.c.precedence)
         .subquery("winners")
     )
 
@@ -150,6 +254,9 @@ def _winners(run_id: int):  # type: ignore[no-untyped-def]
 def resolve(run_id: int) -> None:
     """Replace every account's assignment with this run's outcome, in one statement."""
     accounts = Account.__table__
+    # The matches were written moments ago; without fresh statistics the
+    # planner takes millions of rows for a handful and picks nested loops.
+    db.session.execute(text(f"ANALYZE {RuleMatch.__tablename__}"))
     winners = _winners(run_id)
     single = winners.c.claimants == 1
     status = case(

@@ -229,7 +229,7 @@ class SalesLine(db.Model):
     )
     order_ref: Mapped[str | None] = mapped_column(String(120))
     order_date: Mapped[date] = mapped_column(index=True)
-    amount: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    amount: Mapped[Decimal] = mapped_column(Numeric(16, 4))
     category: Mapped[str | None] = mapped_column(String(120))
     product: Mapped[str | None] = mapped_column(String(300))
 

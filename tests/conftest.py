@@ -13,6 +13,7 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from portal.app import create_app
+from portal.demo import load_demo
 from portal.extensions import db
 from tests.backends import Backend, postgres_reachable, required_service_missing
 
@@ -120,6 +121,20 @@ def auth(client: FlaskClient) -> AuthActions:
     return AuthActions(client)
 
 
+DEMO_DATA_DIR = Path(__file__).resolve().parent.parent / "demo_data"
+DEMO_PASSWORD = "demo-pass"
+
+
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "demo_data"
+def demo_app(backend: Backend) -> Iterator[Flask]:
+    """A database with the whole demo loaded and assigned, shared by read-only tests."""
+    url = backend.create_database("demo")
+    app = build_app(url)
+    with app.app_context():
+        load_demo(DEMO_DATA_DIR, DEMO_PASSWORD)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    backend.drop_database(url)
+
+

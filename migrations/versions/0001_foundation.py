@@ -220,7 +220,7 @@ def upgrade():
         ),
         sa.Column("order_ref", sa.String(120)),
         sa.Column("order_date", sa.Date(), nullable=False, index=True),
-        sa.Column("amount", sa.Numeric(14, 2), nullable=False),
+        sa.Column("amount", sa.Numeric(16, 4), nullable=False),
         sa.Column("category", sa.String(120)),
         sa.Column("product", sa.String(300)),
     )
