@@ -79,7 +79,7 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _server_error(error: Exception) -> tuple[str, int]:
         db.session.rollback()
-        app.logger.exception("Unhandled error", exc_info=error)
+        app.logger.error("Unhandled error", exc_info=error)
         return render_template("error.html", error=None), 500
 
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    current_app,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,

@@ -63,7 +63,9 @@ def _print_sign_ins() -> None:
     from portal.models import User
 
     users = db.session.scalars(
-        select(User).where(User.email.like("%@demo.test")).order_by(User.role, User.email)
+        select(User)
+        .where(User.email.like("%@demo.test"))
+        .order_by(User.role, User.email)
     ).all()
     if not users:
         click.echo("No demo users in this database.")
@@ -86,7 +88,9 @@ def worker_command(burst: bool) -> None:
 
     redis_url = current_app.config["REDIS_URL"]
     if not redis_url:
-        click.echo("Error: set REDIS_URL to the Redis server the portal uses.", err=True)
+        click.echo(
+            "Error: set REDIS_URL to the Redis server the portal uses.", err=True
+        )
         sys.exit(2)
 
     class PortalWorker(SimpleWorker):

@@ -28,7 +28,7 @@ def engine_options(uri: str) -> dict[str, Any]:
     if not is_sqlite(uri):
         return {"pool_pre_ping": True}
 
-    import pysqlite3.dbapi2 as sqlite_driver  # type: ignore[import-not-found]
+    import pysqlite3.dbapi2 as sqlite_driver
 
     return {"module": sqlite_driver, "connect_args": {"timeout": 30}}
 

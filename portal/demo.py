@@ -101,9 +101,17 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
         )
     plan = load_plan(data_dir)
 
-    _check(import_boundaries((data_dir / "us-states.json").read_bytes(), BOUNDARY_LAYER, "name"))
-    _check(import_postal_codes((data_dir / "us_zipcodes.csv").read_bytes(), POSTAL_CODES))
-    _check(import_accounts((data_dir / "sample_superstore.csv").read_bytes(), SUPERSTORE))
+    _check(
+        import_boundaries(
+            (data_dir / "us-states.json").read_bytes(), BOUNDARY_LAYER, "name"
+        )
+    )
+    _check(
+        import_postal_codes((data_dir / "us_zipcodes.csv").read_bytes(), POSTAL_CODES)
+    )
+    _check(
+        import_accounts((data_dir / "sample_superstore.csv").read_bytes(), SUPERSTORE)
+    )
 
     sign_ins = _create_people_and_territories(plan, password)
     db.session.commit()
@@ -111,7 +119,9 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
     run, _created = start_assignment_run()
     if run.status == "failed":
         raise DemoLoadError(f"The demo's assignment run failed: {run.error}")
-    logger.info("Demo loaded: %s sign-ins, run %s %s", len(sign_ins), run.id, run.status)
+    logger.info(
+        "Demo loaded: %s sign-ins, run %s %s", len(sign_ins), run.id, run.status
+    )
     return sign_ins
 
 
@@ -122,12 +132,16 @@ def _check(report: ImportReport) -> None:
         logger.info("Demo import: %s", note)
 
 
-def _create_people_and_territories(plan: dict[str, Any], password: str) -> list[DemoSignIn]:
+def _create_people_and_territories(
+    plan: dict[str, Any], password: str
+) -> list[DemoSignIn]:
     admin = _user(ADMIN_EMAIL, "Program Admin", Role.ADMIN, password)
     sign_ins = [DemoSignIn(admin.email, Role.ADMIN.value)]
     boundaries = {
         b.name: b
-        for b in db.session.scalars(select(Boundary).where(Boundary.layer == BOUNDARY_LAYER))
+        for b in db.session.scalars(
+            select(Boundary).where(Boundary.layer == BOUNDARY_LAYER)
+        )
     }
 
     for region_name, territories in plan["regions"].items():
@@ -136,10 +150,17 @@ def _create_people_and_territories(plan: dict[str, Any], password: str) -> list[
         )
         region = Region(name=region_name, managers=[manager])
         db.session.add(region)
-        sign_ins.append(DemoSignIn(manager.email, Role.MANAGER.value, regions=[region_name]))
+        sign_ins.append(
+            DemoSignIn(manager.email, Role.MANAGER.value, regions=[region_name])
+        )
         for spec in territories:
             partner = _territory(region, spec, boundaries, plan)
-            user = _user(partner_email(partner.name), f"{partner.name} team", Role.PARTNER, password)
+            user = _user(
+                partner_email(partner.name),
+                f"{partner.name} team",
+                Role.PARTNER,
+                password,
+            )
             user.organisation = partner
             sign_ins.append(DemoSignIn(user.email, Role.PARTNER.value, partner.name))
     return sign_ins
@@ -151,10 +172,14 @@ def _territory(
     boundaries: dict[str, Boundary],
     plan: dict[str, Any],
 ) -> PartnerOrganisation:
-    partner = PartnerOrganisation(name=spec["partner"], partner_type=spec["partner_type"])
+    partner = PartnerOrganisation(
+        name=spec["partner"], partner_type=spec["partner_type"]
+    )
     missing = [state for state in spec["states"] if state not in boundaries]
     if missing:
-        raise DemoLoadError(f"No boundary named {', '.join(missing)} in the demo shapes.")
+        raise DemoLoadError(
+            f"No boundary named {', '.join(missing)} in the demo shapes."
+        )
     territory = Territory(
         name=spec["territory"],
         region=region,

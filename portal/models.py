@@ -10,7 +10,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.extensions import db
+from portal.extensions import Model
 
 
 def utc_now() -> datetime:
@@ -23,7 +23,7 @@ class Role(enum.StrEnum):
     PARTNER = "partner"
 
 
-class PartnerOrganisation(db.Model):
+class PartnerOrganisation(Model):
     __tablename__ = "partner_organisations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,7 +37,7 @@ class PartnerOrganisation(db.Model):
         return f"<PartnerOrganisation {self.name!r}>"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)

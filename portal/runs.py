@@ -20,7 +20,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.extensions import Model, db
 from portal.models import User, utc_now
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class Run(db.Model):
+class Run(Model):
     __tablename__ = "runs"
     __table_args__ = (
         # At most one queued or running run of each kind: a second request to
@@ -170,7 +170,9 @@ def expire_stale_runs(kind: str) -> None:
     for run in active:
         last_sign = run.heartbeat_at_utc or run.started_at_utc or run.created_at_utc
         reason = _rq_failure(run) or (
-            "The worker stopped reporting progress." if now - last_sign > stale_after else None
+            "The worker stopped reporting progress."
+            if now - last_sign > stale_after
+            else None
         )
         if reason:
             run.status = RunStatus.FAILED.value
@@ -248,7 +250,8 @@ def _execute_in_process(run: Run) -> None:
 def resolve_task(dotted_path: str) -> Callable[[int], dict[str, Any]]:
     module_name, _, attribute = dotted_path.rpartition(".")
     module = importlib.import_module(module_name)
-    return getattr(module, attribute)  # type: ignore[no-any-return]
+    task: Callable[[int], dict[str, Any]] = getattr(module, attribute)
+    return task
 
 
 def _mark_running(run_id: int) -> None:

@@ -112,9 +112,10 @@ def _revenue_range(raw: str) -> dict[str, str | None]:
     bounds = {"low": _amount(low), "high": _amount(high)}
     if bounds["low"] is None and bounds["high"] is None:
         raise ConditionError("Give at least one bound, e.g. 1000000.. or ..500000.")
-    if bounds["low"] is not None and bounds["high"] is not None:
-        if Decimal(bounds["low"]) > Decimal(bounds["high"]):
-            raise ConditionError("The lower bound is above the upper bound.")
+    low_value, high_value = bounds["low"], bounds["high"]
+    both = low_value is not None and high_value is not None
+    if both and Decimal(low_value or 0) > Decimal(high_value or 0):
+        raise ConditionError("The lower bound is above the upper bound.")
     return bounds
 
 
@@ -206,7 +207,7 @@ def _postal_sql(operator: str, value: Any, accounts: Table) -> ColumnElement[boo
 
 def _revenue_sql(value: Any, accounts: Table) -> ColumnElement[bool]:
     revenue = accounts.c.annual_revenue
-    clauses = [revenue.is_not(None)]
+    clauses: list[ColumnElement[bool]] = [revenue.is_not(None)]
     if value.get("low") is not None:
         clauses.append(revenue >= Decimal(value["low"]))
     if value.get("high") is not None:

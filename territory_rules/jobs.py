@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from portal.runs import Run, RunReporter, run_task, start_run
 from portal.models import User
+from portal.runs import Run, RunReporter, run_task, start_run
 from territory_rules.engine import assign_accounts
 
 ASSIGNMENT_KIND = "territory_assignment"

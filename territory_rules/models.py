@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.extensions import db
+from portal.extensions import Model, db
 from portal.models import PartnerOrganisation, User, utc_now
 
 SRID = 4326
@@ -56,7 +56,7 @@ territory_boundaries = Table(
 )
 
 
-class Region(db.Model):
+class Region(Model):
     __tablename__ = "regions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -69,7 +69,7 @@ class Region(db.Model):
     managers: Mapped[list[User]] = relationship(secondary=region_managers)
 
 
-class Boundary(db.Model):
+class Boundary(Model):
     """A named shape imported from a GeoJSON file, e.g. one state of a country."""
 
     __tablename__ = "boundaries"
@@ -84,7 +84,7 @@ class Boundary(db.Model):
     imported_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
 
 
-class Territory(db.Model):
+class Territory(Model):
     __tablename__ = "territories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -120,7 +120,7 @@ class Territory(db.Model):
         return not self.children
 
 
-class Rule(db.Model):
+class Rule(Model):
     """Conditions joined by AND; a territory matches when any of its rules does."""
 
     __tablename__ = "rules"
@@ -149,7 +149,7 @@ class ConditionField(enum.StrEnum):
     ANNUAL_REVENUE = "annual_revenue"
 
 
-class Condition(db.Model):
+class Condition(Model):
     """One test on an account, e.g. ``postal_code starts_with ["021"]``.
 
     ``value`` holds a list of texts for equality, prefix and list tests, and
@@ -169,7 +169,7 @@ class Condition(db.Model):
     rule: Mapped[Rule] = relationship(back_populates="conditions")
 
 
-class PostalCode(db.Model):
+class PostalCode(Model):
     """A postal code's centroid, from any country's centroid file."""
 
     __tablename__ = "postal_codes"
@@ -192,7 +192,7 @@ class LocationSource(enum.StrEnum):
     NONE = "none"
 
 
-class Account(db.Model):
+class Account(Model):
     """A customer at one ship-to location."""
 
     __tablename__ = "accounts"
@@ -219,7 +219,7 @@ class Account(db.Model):
     )
 
 
-class SalesLine(db.Model):
+class SalesLine(Model):
     __tablename__ = "sales_lines"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -240,7 +240,7 @@ class AssignmentStatus(enum.StrEnum):
     GAP = "gap"
 
 
-class Assignment(db.Model):
+class Assignment(Model):
     """Where the latest assignment run put an account, and by which rule."""
 
     __tablename__ = "assignments"
@@ -266,7 +266,7 @@ class Assignment(db.Model):
     rule: Mapped[Rule | None] = relationship()
 
 
-class RuleMatch(db.Model):
+class RuleMatch(Model):
     """Every (account, rule) pair the latest run matched: the evidence behind it.
 
     Rebuilt whole by each run; it carries no foreign keys so that writing a

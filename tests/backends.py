@@ -43,8 +43,10 @@ class Backend:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "portal_test_{suffix}"'))
         admin.dispose()
-        return make_url(POSTGRES_URL).set(database=f"portal_test_{suffix}").render_as_string(
-            hide_password=False
+        return (
+            make_url(POSTGRES_URL)
+            .set(database=f"portal_test_{suffix}")
+            .render_as_string(hide_password=False)
         )
 
     def drop_database(self, url: str) -> None:

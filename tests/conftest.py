@@ -60,7 +60,9 @@ def build_app(database_url: str, **overrides: Any) -> Flask:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
     if request.param == "postgres":
         reason = postgres_reachable()
         if reason:
@@ -81,7 +83,9 @@ def app(backend: Backend) -> Iterator[Flask]:
 
 def empty_tables() -> None:
     if db.engine.dialect.name == "postgresql":
-        db.session.execute(text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+        db.session.execute(
+            text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE")
+        )
     else:
         for table in DATA_TABLES:
             db.session.execute(text(f"DELETE FROM {table}"))
@@ -136,5 +140,3 @@ def demo_app(backend: Backend) -> Iterator[Flask]:
     with app.app_context():
         db.engine.dispose()
     backend.drop_database(url)
-
-

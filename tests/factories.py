@@ -16,8 +16,12 @@ _sequence = itertools.count(1)
 PASSWORD = "pass-1234"
 
 
-def make_org(name: str | None = None, partner_type: str = "reseller") -> PartnerOrganisation:
-    org = PartnerOrganisation(name=name or f"Partner {next(_sequence)}", partner_type=partner_type)
+def make_org(
+    name: str | None = None, partner_type: str = "reseller"
+) -> PartnerOrganisation:
+    org = PartnerOrganisation(
+        name=name or f"Partner {next(_sequence)}", partner_type=partner_type
+    )
     db.session.add(org)
     db.session.flush()
     return org

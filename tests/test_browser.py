@@ -42,7 +42,9 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(demo_app: Flask, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live_server(
+    demo_app: Flask, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The portal served by ``flask run`` on the demo database."""
     port = free_port()
     env = dict(os.environ)
@@ -54,8 +56,17 @@ def live_server(demo_app: Flask, tmp_path_factory: pytest.TempPathFactory) -> It
     env.pop("REDIS_URL", None)
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-            [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)],
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "wsgi",
+                "run",
+                "--port",
+                str(port),
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,
@@ -73,11 +84,15 @@ def live_server(demo_app: Flask, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}; `make test` installs it.")
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}; `make test` installs it."
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
         yield chromium
         chromium.close()
 

@@ -52,7 +52,9 @@ def expected_assignments() -> dict[tuple[str, str], Expected]:
     centroids, by_city = read_centroids()
 
     expected: dict[tuple[str, str], Expected] = {}
-    with (DATA_DIR / "sample_superstore.csv").open(encoding="utf-8-sig", newline="") as f:
+    with (DATA_DIR / "sample_superstore.csv").open(
+        encoding="utf-8-sig", newline=""
+    ) as f:
         for row in csv.DictReader(f):
             code = row["Postal Code"].zfill(5) if row["Postal Code"] else ""
             key = (row["Customer ID"], code or f"{row['City']}|{row['State']}")
@@ -62,7 +64,9 @@ def expected_assignments() -> dict[tuple[str, str], Expected]:
                 point = centroids[code]
             else:
                 point = locate_by_city(row["City"], state_shapes[row["State"]], by_city)
-            expected[key] = decide(point, row["State"], state_shapes, territory_of_state)
+            expected[key] = decide(
+                point, row["State"], state_shapes, territory_of_state
+            )
     return expected
 
 
@@ -130,11 +134,17 @@ def test_every_demo_account_is_where_the_rules_say(demo_app: Flask):
     actual = {}
     for row in rows:
         customer, _, place = keys[int(row["account_id"])].partition("|")
-        actual[(customer, place)] = Expected(row["status"], row["territory"], row["rule"])
+        actual[(customer, place)] = Expected(
+            row["status"], row["territory"], row["rule"]
+        )
 
     assert len(rows) == 4910
     assert actual.keys() == expected.keys()
-    wrong = {key: (actual[key], expected[key]) for key in expected if actual[key] != expected[key]}
+    wrong = {
+        key: (actual[key], expected[key])
+        for key in expected
+        if actual[key] != expected[key]
+    }
     assert wrong == {}
 
 
@@ -145,7 +155,9 @@ def test_demo_status_counts_and_partners(demo_app: Flask):
     statuses = Counter(row["status"] for row in rows)
     assert statuses == Counter(e.status for e in expected.values())
     assert statuses["assigned"] + statuses["conflict"] + statuses["gap"] == 4910
-    by_state_rule = sum(1 for row in rows if row["rule"].endswith("(outside every state shape)"))
+    by_state_rule = sum(
+        1 for row in rows if row["rule"].endswith("(outside every state shape)")
+    )
     assert by_state_rule > 0  # coastal centroids fall outside the low-resolution shapes
     partners = {row["partner"] for row in rows if row["status"] == "assigned"}
     assert len(partners) == 12

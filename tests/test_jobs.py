@@ -20,7 +20,14 @@ from portal.runs import Run, start_run
 from territory_rules.jobs import ASSIGNMENT_KIND, start_assignment_run
 from territory_rules.models import Assignment
 from tests.backends import REDIS_URL, redis_reachable, required_service_missing
-from tests.factories import add_rule, make_account, make_region, make_territory, make_user, square
+from tests.factories import (
+    add_rule,
+    make_account,
+    make_region,
+    make_territory,
+    make_user,
+    square,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
