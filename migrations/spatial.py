@@ -9,9 +9,13 @@ def dialect() -> str:
 
 def enable_spatial() -> None:
     if dialect() == "sqlite":
-        has_metadata = op.get_bind().exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE name = 'spatial_ref_sys'"
-        ).first()
+        has_metadata = (
+            op.get_bind()
+            .exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'spatial_ref_sys'"
+            )
+            .first()
+        )
         if not has_metadata:
             op.execute("SELECT InitSpatialMetadata(1)")
     else:
