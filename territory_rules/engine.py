@@ -2,7 +2,8 @@
 
 Each rule becomes one ``INSERT .. SELECT`` of the accounts it matches into
 ``rule_matches``; rules that test only the territory's shape share one statement, a
-spatial join. Resolution is then one set-based statement: the highest precedence
+spatial join, and rules made of one text-list test share one scan per field.
+Resolution is then one set-based statement: the highest precedence
 wins, two territories at that precedence are a conflict, no match is a gap. No
 account row is ever loaded into Python, so memory does not grow with the data.
 """
@@ -13,11 +14,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Integer,
     String,
+    Table,
     and_,
     case,
     delete,
@@ -45,6 +47,19 @@ from territory_rules.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def table_of(model: type[Any]) -> Table:
+    """A model's table, typed as one for the Core statements below."""
+    return cast(Table, model.__table__)
+
+
+# The models' tables as tables: ``__table__`` is declared a mere FromClause.
+ACCOUNTS = cast(Table, table_of(Account))
+TERRITORIES = cast(Table, table_of(Territory))
+RULES = cast(Table, table_of(Rule))
+RULE_MATCHES = cast(Table, table_of(RuleMatch))
+ASSIGNMENTS = cast(Table, table_of(Assignment))
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -132,39 +147,36 @@ def _listed_values(batch: list[Rule]) -> Subquery:
 
 def _join_listed(query: Select[Any], batch: list[Rule]) -> Select[Any]:
     """Accounts whose field equals one of the values a rule of the batch lists."""
-    accounts = Account.__table__
     field = ConditionField(batch[0].conditions[0].field)
-    column = accounts.c[TEXT_LIST_FIELDS[field]]
+    column = ACCOUNTS.c[TEXT_LIST_FIELDS[field]]
     listed = _listed_values(batch)
-    return query.join(listed, listed.c.rule_id == Rule.__table__.c.id).join(
-        accounts, func.upper(func.trim(column)) == listed.c.value
+    return query.join(listed, listed.c.rule_id == RULES.c.id).join(
+        ACCOUNTS, func.upper(func.trim(column)) == listed.c.value
     )
 
 
 def _join_matching(query: Select[Any], rule: Rule, dialect: str) -> Select[Any]:
-    """Accounts meeting every condition of ``rule``, or of each rule in a batch
-    whose rules all hold the same conditions (the shape test)."""
-    accounts = Account.__table__
-    territories = Territory.__table__
+    """Accounts meeting every condition of ``rule``.
+
+    A batch of shape-only rules passes its first rule: all hold the same test.
+    """
     predicates = [
-        condition_sql(c.field, c.operator, c.value, accounts, territories, dialect)
+        condition_sql(c.field, c.operator, c.value, ACCOUNTS, TERRITORIES, dialect)
         for c in rule.conditions
     ]
-    return query.join(
-        territories, territories.c.id == Rule.__table__.c.territory_id
-    ).join(accounts, and_(*predicates))
+    return query.join(TERRITORIES, TERRITORIES.c.id == RULES.c.territory_id).join(
+        ACCOUNTS, and_(*predicates)
+    )
 
 
 def _match_statement(batch: list[Rule], run_id: int, dialect: str) -> Insert:
-    accounts = Account.__table__
-    rules = Rule.__table__
     query = select(
         literal(run_id, Integer),
-        accounts.c.id,
-        rules.c.id,
-        rules.c.territory_id,
-        rules.c.precedence,
-    ).select_from(rules)
+        ACCOUNTS.c.id,
+        RULES.c.id,
+        RULES.c.territory_id,
+        RULES.c.precedence,
+    ).select_from(RULES)
 
     if _list_field(batch[0]) is not None:
         query = _join_listed(query, batch)
@@ -172,11 +184,11 @@ def _match_statement(batch: list[Rule], run_id: int, dialect: str) -> Insert:
         query = _join_matching(query, batch[0], dialect)
     # Written in account order, the index on (run, account) grows at its end
     # instead of everywhere at once, and resolving reads the rows in order.
-    query = query.where(rules.c.id.in_([rule.id for rule in batch])).order_by(
-        accounts.c.id
+    query = query.where(RULES.c.id.in_([rule.id for rule in batch])).order_by(
+        ACCOUNTS.c.id
     )
     columns = ["run_id", "account_id", "rule_id", "territory_id", "precedence"]
-    return insert(RuleMatch.__table__).from_select(columns, query)
+    return insert(RULE_MATCHES).from_select(columns, query)
 
 
 def match_statements(run_id: int, dialect: str) -> tuple[list[Insert], int]:
@@ -213,7 +225,7 @@ def _winners(run_id: int) -> Subquery:
     are read once instead of being joined with their own aggregate. Matches
     at the top are then grouped per territory, and those per account.
     """
-    matches = RuleMatch.__table__
+    matches = RULE_MATCHES
     ranked = (
         select(
             matches.c.account_id,
@@ -253,7 +265,7 @@ def _winners(run_id: int) -> Subquery:
 
 def resolve(run_id: int) -> None:
     """Replace every account's assignment with this run's outcome, in one statement."""
-    accounts = Account.__table__
+    accounts = ACCOUNTS
     # The matches were written moments ago; without fresh statistics the
     # planner takes millions of rows for a handful and picks nested loops.
     db.session.execute(text(f"ANALYZE {RuleMatch.__tablename__}"))
@@ -283,7 +295,7 @@ def resolve(run_id: int) -> None:
         "run_id",
     ]
     db.session.execute(delete(Assignment))
-    db.session.execute(insert(Assignment.__table__).from_select(columns, query))
+    db.session.execute(insert(ASSIGNMENTS).from_select(columns, query))
     db.session.execute(delete(RuleMatch).where(RuleMatch.run_id != run_id))
 
 
