@@ -157,7 +157,7 @@ def count_pieces(states: dict[str, MultiPolygon], cell: float) -> int:
 def grid_cell(states: dict[str, MultiPolygon], target: int = TARGET_PIECES) -> float:
     """The grid cell size, in degrees, that cuts the states into about ``target``."""
     small, large = 0.1, 10.0
-    for _ in range(12):
+    for _ in range(10):
         middle = math.sqrt(small * large)
         if count_pieces(states, middle) > target:
             small = middle
