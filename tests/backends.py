@@ -67,7 +67,9 @@ def postgres_reachable() -> str | None:
             conn.execute(text("SELECT 1"))
         engine.dispose()
     except Exception as exc:  # any failure to connect means "not reachable"
-        return f"PostgreSQL at {make_url(POSTGRES_URL).host} cannot be reached ({exc})."
+        url = make_url(POSTGRES_URL)
+        first_line = str(getattr(exc, "orig", exc)).splitlines()[0]
+        return f"PostgreSQL at {url.host}:{url.port} cannot be reached: {first_line}."
     return None
 
 
