@@ -61,6 +61,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.manager import bp as manager_bp
     from portal.partner import bp as partner_bp
     from territory_rules.import_views import bp as imports_bp
+    from territory_rules.rule_views import bp as rules_bp
     from territory_rules.views import bp as territories_bp
 
     app.register_blueprint(auth_bp)
@@ -69,6 +70,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(manager_bp)
     app.register_blueprint(territories_bp)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(rules_bp)
 
 
 def _register_error_pages(app: Flask) -> None:
