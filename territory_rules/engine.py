@@ -1,18 +1,25 @@
 """The assignment engine: every account ends in exactly one territory, or is listed.
 
-Each rule becomes one ``INSERT .. SELECT`` of the accounts it matches into
-``rule_matches``; rules that test only the territory's shape share one statement, a
-spatial join, and rules made of one text-list test share one scan per field.
-Resolution is then one set-based statement: the highest precedence
-wins, two territories at that precedence are a conflict, no match is a gap. No
-account row is ever loaded into Python, so memory does not grow with the data.
+Rules are evaluated by precedence level, highest first. Within a level each rule
+becomes one ``INSERT .. SELECT`` of the accounts it matches into
+``rule_matches``; rules that test only the territory's shape share one statement,
+a spatial join, and rules made of one text-list test share one scan per field.
+A lower level skips the accounts a higher one matched, so ``rule_matches`` ends
+with each account's top-precedence matches only. Resolution is then one
+grouping: one territory there is an assignment, several are a conflict, none is
+a gap. No account row is ever loaded into Python, so memory does not grow with
+the data.
+
+Rules spread over many distinct precedences cost one statement per level and
+batch: batches only share a statement within a level.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql import Select, Subquery
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Exists
 
 from portal.extensions import db
 from territory_rules.conditions import TEXT_LIST_FIELDS, condition_sql
@@ -62,6 +70,9 @@ RULE_MATCHES = cast(Table, table_of(RuleMatch))
 ASSIGNMENTS = cast(Table, table_of(Assignment))
 
 ProgressCallback = Callable[[int, str], None]
+
+# Memory for each hash or sort of a run's statements on PostgreSQL (see below).
+RUN_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,39 @@ def _join_matching(query: Select[Any], rule: Rule, dialect: str) -> Select[Any]:
     )
 
 
-def _match_statement(batch: list[Rule], run_id: int, dialect: str) -> Insert:
+def precedence_levels(rules: Sequence[Rule]) -> list[tuple[int, list[list[Rule]]]]:
+    """The rule batches of each precedence, highest precedence first."""
+    by_precedence: dict[int, list[Rule]] = defaultdict(list)
+    for rule in rules:
+        by_precedence[rule.precedence].append(rule)
+    return [
+        (precedence, rule_batches(by_precedence[precedence]))
+        for precedence in sorted(by_precedence, reverse=True)
+    ]
+
+
+def _matched_above(run_id: int, precedence: int) -> Exists:
+    """This run already matched the account at a higher precedence."""
+    matches = RULE_MATCHES
+    return (
+        select(matches.c.account_id)
+        .where(
+            matches.c.run_id == run_id,
+            matches.c.account_id == ACCOUNTS.c.id,
+            matches.c.precedence > precedence,
+        )
+        .exists()
+    )
+
+
+def _match_statement(
+    batch: list[Rule], run_id: int, dialect: str, pruned: bool
+) -> Insert:
+    """The batch's matches; with ``pruned``, only of accounts no higher level took.
+
+    Pruning is what keeps a low catch-all rule (a state list under the shapes)
+    from writing a match for nearly every account only to lose it.
+    """
     query = select(
         literal(run_id, Integer),
         ACCOUNTS.c.id,
@@ -182,93 +225,130 @@ def _match_statement(batch: list[Rule], run_id: int, dialect: str) -> Insert:
         query = _join_listed(query, batch)
     else:
         query = _join_matching(query, batch[0], dialect)
-    # Written in account order, the index on (run, account) grows at its end
-    # instead of everywhere at once, and resolving reads the rows in order.
-    query = query.where(RULES.c.id.in_([rule.id for rule in batch])).order_by(
-        ACCOUNTS.c.id
-    )
+    query = query.where(RULES.c.id.in_([rule.id for rule in batch]))
+    if pruned:
+        query = query.where(~_matched_above(run_id, batch[0].precedence))
+    # Written in account order, the primary key (run, account, rule) grows at
+    # its end instead of everywhere at once.
+    query = query.order_by(ACCOUNTS.c.id)
     columns = ["run_id", "account_id", "rule_id", "territory_id", "precedence"]
     return insert(RULE_MATCHES).from_select(columns, query)
 
 
-def match_statements(run_id: int, dialect: str) -> tuple[list[Insert], int]:
-    """One ``INSERT .. SELECT`` per rule batch, and the number of active rules."""
+def match_statements(run_id: int, dialect: str) -> tuple[list[list[Insert]], int]:
+    """Per precedence level, highest first, one ``INSERT .. SELECT`` per rule batch.
+
+    Returns the levels' statements and the number of active rules. Every level
+    below the first skips the accounts that a level above it matched.
+    """
     rules = active_rules()
-    statements = [
-        _match_statement(batch, run_id, dialect) for batch in rule_batches(rules)
+    levels = [
+        [
+            _match_statement(batch, run_id, dialect, pruned=index > 0)
+            for batch in batches
+        ]
+        for index, (_, batches) in enumerate(precedence_levels(rules))
     ]
     # The statements carry all they need. Left in the session, thousands of
     # rules would be expired again by every commit below, for nothing.
     for rule in rules:
         db.session.expunge(rule)
-    return statements, len(rules)
+    return levels, len(rules)
+
+
+def _allow_memory_for_hashes(dialect: str) -> None:
+    """Let this transaction hash a million matches in memory on PostgreSQL.
+
+    With the default ``work_mem`` (4 MB) the anti-join of a lower level and the
+    grouping of the resolution spill to temporary files in many batches.
+    ``SET LOCAL`` ends with the transaction, so the pages keep the default.
+    """
+    if dialect == "postgresql":
+        db.session.execute(text(f"SET LOCAL work_mem = '{RUN_WORK_MEM}'"))
+
+
+def _analyze_matches() -> None:
+    # The matches were written moments ago; without fresh statistics the
+    # planner takes millions of rows for a handful and picks nested loops.
+    db.session.execute(text(f"ANALYZE {RuleMatch.__tablename__}"))
 
 
 def collect_matches(run_id: int, progress: ProgressCallback) -> int:
-    """Write every (account, rule) match of this run; return the number of rules."""
+    """Write each account's top-precedence matches in this run; return the rules."""
     dialect = db.session.get_bind().dialect.name
-    statements, rule_count = match_statements(run_id, dialect)
-    for done, statement in enumerate(statements, start=1):
-        db.session.execute(statement)
-        db.session.commit()
-        progress(
-            5 + int(80 * done / max(len(statements), 1)),
-            f"{done} of {len(statements)} rule groups matched",
-        )
+    levels, rule_count = match_statements(run_id, dialect)
+    total = sum(len(statements) for statements in levels) or 1
+    done = 0
+    for index, statements in enumerate(levels):
+        if index > 0:
+            _analyze_matches()
+        for statement in statements:
+            _allow_memory_for_hashes(dialect)
+            db.session.execute(statement)
+            db.session.commit()
+            done += 1
+            progress(
+                5 + int(80 * done / total), f"{done} of {total} rule groups matched"
+            )
     return rule_count
 
 
 def _winners(run_id: int) -> Subquery:
-    """Per account: the territories that match at its top precedence, counted.
+    """Per account: how many territories claim it, the lowest of them and its rule.
 
-    A window gives every match its account's top precedence, so the matches
-    are read once instead of being joined with their own aggregate. Matches
-    at the top are then grouped per territory, and those per account.
+    Every match left by :func:`collect_matches` is at its account's top
+    precedence, so one grouping decides: one territory is an assignment (by
+    its lowest rule id), several are a conflict.
     """
     matches = RULE_MATCHES
-    ranked = (
-        select(
-            matches.c.account_id,
-            matches.c.territory_id,
-            matches.c.rule_id,
-            matches.c.precedence,
-            func.max(matches.c.precedence)
-            .over(partition_by=matches.c.account_id)
-            .label("top"),
-        )
-        .where(matches.c.run_id == run_id)
-        .subquery("ranked")
-    )
-    at_top = (
-        select(
-            ranked.c.account_id,
-            ranked.c.territory_id,
-            ranked.c.precedence,
-            func.min(ranked.c.rule_id).label("rule_id"),
-        )
-        .where(ranked.c.precedence == ranked.c.top)
-        .group_by(ranked.c.account_id, ranked.c.precedence, ranked.c.territory_id)
-        .subquery("at_top")
-    )
     return (
         select(
-            at_top.c.account_id,
-            func.count().label("claimants"),
-            func.min(at_top.c.territory_id).label("territory_id"),
-            func.min(at_top.c.rule_id).label("rule_id"),
-            at_top.c.precedence.label("top"),
+            matches.c.account_id,
+            func.count(func.distinct(matches.c.territory_id)).label("claimants"),
+            func.min(matches.c.territory_id).label("territory_id"),
+            func.min(matches.c.rule_id).label("rule_id"),
+            func.max(matches.c.precedence).label("top"),
         )
-        .group_by(at_top.c.account_id, at_top.c.precedence)
+        .where(matches.c.run_id == run_id)
+        .group_by(matches.c.account_id)
         .subquery("winners")
     )
 
 
+def _clear_assignments(dialect: str) -> None:
+    """Empty the assignments inside the run's transaction.
+
+    PostgreSQL truncates transactionally, without writing a million dead rows;
+    its lock makes readers of the pages wait for the commit, a few seconds,
+    instead of seeing the previous run. SQLite's plain DELETE of a whole table
+    is its own truncate.
+    """
+    if dialect == "postgresql":
+        db.session.execute(text(f"TRUNCATE {Assignment.__tablename__}"))
+    else:
+        db.session.execute(delete(Assignment))
+
+
+@contextmanager
+def _indexes_rebuilt_after(table: Table) -> Iterator[None]:
+    """Drop the table's secondary indexes for a bulk write, then build them again.
+
+    Building an index over a million rows once is cheaper than updating it a
+    million times. Both databases do this inside the run's transaction, so a
+    failed run leaves the indexes as they were.
+    """
+    connection = db.session.connection()
+    for index in table.indexes:
+        index.drop(connection)
+    yield
+    for index in table.indexes:
+        index.create(connection)
+
+
 def resolve(run_id: int) -> None:
-    """Replace every account's assignment with this run's outcome, in one statement."""
+    """Replace every account's assignment with this run's outcome, in one insert."""
     accounts = ACCOUNTS
-    # The matches were written moments ago; without fresh statistics the
-    # planner takes millions of rows for a handful and picks nested loops.
-    db.session.execute(text(f"ANALYZE {RuleMatch.__tablename__}"))
+    _analyze_matches()
     winners = _winners(run_id)
     single = winners.c.claimants == 1
     status = case(
@@ -276,15 +356,19 @@ def resolve(run_id: int) -> None:
         (single, AssignmentStatus.ASSIGNED.value),
         else_=AssignmentStatus.CONFLICT.value,
     )
-    query = select(
-        accounts.c.id,
-        status,
-        case((single, winners.c.territory_id)),
-        case((single, winners.c.rule_id)),
-        winners.c.top,
-        func.coalesce(winners.c.claimants, 0),
-        literal(run_id, Integer),
-    ).select_from(accounts.outerjoin(winners, winners.c.account_id == accounts.c.id))
+    query = (
+        select(
+            accounts.c.id,
+            status,
+            case((single, winners.c.territory_id)),
+            case((single, winners.c.rule_id)),
+            winners.c.top,
+            func.coalesce(winners.c.claimants, 0),
+            literal(run_id, Integer),
+        )
+        .select_from(accounts.outerjoin(winners, winners.c.account_id == accounts.c.id))
+        .order_by(accounts.c.id)
+    )
     columns = [
         "account_id",
         "status",
@@ -294,8 +378,11 @@ def resolve(run_id: int) -> None:
         "claimants",
         "run_id",
     ]
-    db.session.execute(delete(Assignment))
-    db.session.execute(insert(ASSIGNMENTS).from_select(columns, query))
+    dialect = db.session.get_bind().dialect.name
+    _allow_memory_for_hashes(dialect)
+    _clear_assignments(dialect)
+    with _indexes_rebuilt_after(ASSIGNMENTS):
+        db.session.execute(insert(ASSIGNMENTS).from_select(columns, query))
     db.session.execute(delete(RuleMatch).where(RuleMatch.run_id != run_id))
 
 

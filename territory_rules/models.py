@@ -215,7 +215,9 @@ class Account(Model):
     created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
 
     assignment: Mapped[Assignment | None] = relationship(
-        back_populates="account", uselist=False
+        primaryjoin="Account.id == foreign(Assignment.account_id)",
+        back_populates="account",
+        uselist=False,
     )
 
 
@@ -241,46 +243,52 @@ class AssignmentStatus(enum.StrEnum):
 
 
 class Assignment(Model):
-    """Where the latest assignment run put an account, and by which rule."""
+    """Where the latest assignment run put an account, and by which rule.
+
+    A derived table, rewritten whole by each run, so it carries no foreign keys:
+    checking four of them costs PostgreSQL one lookup per row and key, which was
+    half of a run at a million accounts. Code that deletes an account, territory
+    or rule must clear or null its assignments itself (nothing deletes them yet).
+    """
 
     __tablename__ = "assignments"
 
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    )
+    account_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    territory_id: Mapped[int | None] = mapped_column(
-        ForeignKey("territories.id", ondelete="SET NULL"), index=True
-    )
-    rule_id: Mapped[int | None] = mapped_column(
-        ForeignKey("rules.id", ondelete="SET NULL")
-    )
+    territory_id: Mapped[int | None] = mapped_column(index=True)
+    rule_id: Mapped[int | None]
     top_precedence: Mapped[int | None]
     claimants: Mapped[int] = mapped_column(default=0)
-    run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("runs.id", ondelete="SET NULL")
-    )
+    run_id: Mapped[int | None]
 
-    account: Mapped[Account] = relationship(back_populates="assignment")
-    territory: Mapped[Territory | None] = relationship()
-    rule: Mapped[Rule | None] = relationship()
+    account: Mapped[Account] = relationship(
+        primaryjoin="foreign(Assignment.account_id) == Account.id",
+        back_populates="assignment",
+    )
+    territory: Mapped[Territory | None] = relationship(
+        primaryjoin="foreign(Assignment.territory_id) == Territory.id"
+    )
+    rule: Mapped[Rule | None] = relationship(
+        primaryjoin="foreign(Assignment.rule_id) == Rule.id"
+    )
 
 
 class RuleMatch(Model):
-    """Every (account, rule) pair the latest run matched: the evidence behind it.
+    """The rules that claim each account at its top precedence, in the latest run.
 
-    Rebuilt whole by each run; it carries no foreign keys so that writing a
-    million rows stays a plain bulk insert.
+    The evidence behind the conflict report and the "why" of an assignment. The
+    engine evaluates precedence levels from the highest down and stops looking
+    at an account once a level matched it, so lower rules leave no rows here.
+    Rebuilt by each run, it carries no foreign keys and no surrogate id, so that
+    writing a million rows stays a plain bulk insert. On PostgreSQL the table is
+    UNLOGGED (see the migration): a crash of the database server empties it,
+    and the conflict report then lists no claims until the next run.
     """
 
     __tablename__ = "rule_matches"
-    __table_args__ = (
-        Index("ix_rule_matches_run_account", "run_id", "account_id", "precedence"),
-    )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int]
-    account_id: Mapped[int]
-    rule_id: Mapped[int]
+    run_id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int]
     precedence: Mapped[int]

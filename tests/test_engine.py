@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from territory_rules.jobs import start_assignment_run
-from territory_rules.models import Assignment
+from territory_rules.models import Assignment, Rule, RuleMatch
 from tests.factories import add_rule, make_account, make_region, make_territory, square
 
 
@@ -59,7 +59,7 @@ def test_highest_precedence_wins_and_lower_rules_catch_the_rest(region):
         "conflict": 0,
         "gap": 1,
         "rules": 2,
-        "matches": 3,
+        "matches": 2,  # the state list is not tried where the shape matched
     }
 
 
@@ -147,3 +147,88 @@ def test_revenue_and_industry_conditions_join_with_and(region):
         "big no industry": "gap",
         "retail no revenue": "gap",
     }
+
+
+def matches_by_account() -> dict[str, list[tuple[str, int]]]:
+    """Account name -> (rule name, precedence) of every match the last run kept."""
+    rows = db.session.execute(
+        select(RuleMatch, Assignment)
+        .join(Assignment, Assignment.account_id == RuleMatch.account_id)
+        .order_by(RuleMatch.rule_id)
+    ).all()
+    kept: dict[str, list[tuple[str, int]]] = {}
+    for match, assignment in rows:
+        rule = db.session.get(Rule, match.rule_id)
+        assert rule is not None
+        kept.setdefault(assignment.account.name, []).append(
+            (rule.name, match.precedence)
+        )
+    return kept
+
+
+def test_lower_levels_leave_no_matches_where_a_higher_level_matched(region):
+    top = make_territory(region, "Top", shape=square(0, 0, 10))
+    middle = make_territory(region, "Middle")
+    bottom = make_territory(region, "Bottom")
+    add_rule(top, 100, ("shape", "inside", None), name="shape")
+    add_rule(middle, 50, ("segment", "in", ["Consumer"]), name="segment")
+    add_rule(bottom, 10, ("state", "in", ["NS"]), name="state")
+    make_account("all three", at=(5, 5), segment="Consumer", state="NS")
+    make_account("middle and bottom", at=(50, 50), segment="Consumer", state="NS")
+    make_account("bottom only", at=(50, 50), state="NS")
+    db.session.commit()
+
+    counts = run_engine()
+
+    assert matches_by_account() == {
+        "all three": [("shape", 100)],
+        "middle and bottom": [("segment", 50)],
+        "bottom only": [("state", 10)],
+    }
+    assert counts["matches"] == 3
+    assert assignments() == {
+        "all three": ("assigned", "Top", "shape"),
+        "middle and bottom": ("assigned", "Middle", "segment"),
+        "bottom only": ("assigned", "Bottom", "state"),
+    }
+
+
+def test_batches_of_one_level_do_not_hide_each_other(region):
+    shaped = make_territory(region, "Shaped", shape=square(0, 0, 10))
+    listed = make_territory(region, "Listed")
+    lower = make_territory(region, "Lower")
+    add_rule(shaped, 50, ("shape", "inside", None), name="shape")
+    add_rule(listed, 50, ("state", "in", ["NS"]), name="state list")
+    add_rule(listed, 50, ("postal_code", "starts_with", ["02"]), name="prefix")
+    add_rule(lower, 10, ("state", "in", ["NS"]), name="lower state list")
+    make_account("both at 50", at=(5, 5), state="NS", postal_code="02139")
+    make_account("list only", at=(50, 50), state="NS")
+    db.session.commit()
+
+    counts = run_engine()
+
+    assert matches_by_account() == {
+        "both at 50": [("shape", 50), ("state list", 50), ("prefix", 50)],
+        "list only": [("state list", 50)],
+    }
+    assert assignments() == {
+        "both at 50": ("conflict", None, None),
+        "list only": ("assigned", "Listed", "state list"),
+    }
+    assert (counts["conflict"], counts["assigned"], counts["matches"]) == (1, 1, 4)
+
+
+def test_a_rerun_keeps_only_its_own_matches(region):
+    north = make_territory(region, "North", shape=square(0, 0, 10))
+    add_rule(north, 100, ("shape", "inside", None))
+    make_account("inside", at=(1, 1))
+    db.session.commit()
+
+    first, _ = start_assignment_run()
+    second, _ = start_assignment_run()
+
+    run_ids = db.session.scalars(select(RuleMatch.run_id)).all()
+    assert first.id != second.id
+    assert run_ids == [second.id]
+    assigned_by = db.session.scalars(select(Assignment.run_id)).all()
+    assert assigned_by == [second.id]
