@@ -49,10 +49,15 @@ class SignInForm(FlaskForm):
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
+def load_user(session_id: str) -> User | None:
+    """The user of a session id ``"<user id>.<session version>"``, if still valid."""
+    user_id, _, version = session_id.partition(".")
+    if not user_id.isdigit() or not version.isdigit():
         return None
-    return db.session.get(User, int(user_id))
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version):
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -129,6 +134,8 @@ def sign_in() -> Any:
 def sign_out() -> Any:
     """Sign out and return to the sign-in page."""
     logger.info("%s signed out", current_user.email)
+    current_user.end_sessions()
+    db.session.commit()
     logout_user()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.sign_in"))

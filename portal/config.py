@@ -36,5 +36,6 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "RUN_STALE_SECONDS": int(os.environ.get("RUN_STALE_SECONDS", "900")),
         "ACCOUNTS_PER_PAGE": 50,
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+        "SESSION_COOKIE_SAMESITE": "Lax",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
     }

@@ -48,11 +48,21 @@ class User(UserMixin, Model):
     organisation_id: Mapped[int | None] = mapped_column(
         ForeignKey("partner_organisations.id", ondelete="SET NULL")
     )
+    # Part of the id kept in the session cookie: signing out bumps it, so a copy of
+    # an old cookie no longer signs anyone in.
+    session_version: Mapped[int] = mapped_column(default=0)
     created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
 
     organisation: Mapped[PartnerOrganisation | None] = relationship(
         back_populates="users"
     )
+
+    def get_id(self) -> str:
+        return f"{self.id}.{self.session_version}"
+
+    def end_sessions(self) -> None:
+        """Make every session cookie issued so far for this user worthless."""
+        self.session_version += 1
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

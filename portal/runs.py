@@ -209,9 +209,27 @@ def _queue() -> Any:
 
 
 def _enqueue(run: Run) -> None:
-    job = _queue().enqueue(
-        run.task, run.id, job_id=f"run-{run.id}", job_timeout=6 * 3600
-    )
+    """Queue the run on RQ; if Redis cannot take it, the run fails at once.
+
+    Left queued, a run that never reached Redis would block every later run of its
+    kind until it went stale.
+    """
+    from redis.exceptions import RedisError
+
+    try:
+        job = _queue().enqueue(
+            run.task, run.id, job_id=f"run-{run.id}", job_timeout=6 * 3600
+        )
+    except RedisError as exc:
+        db.session.rollback()
+        _mark_finished(
+            run.id,
+            RunStatus.FAILED,
+            error=f"The run could not be queued: Redis did not answer ({exc}). "
+            "Check REDIS_URL and that Redis is running, then start the run again.",
+        )
+        db.session.refresh(run)
+        return
     run.job_id = job.id
     db.session.commit()
 

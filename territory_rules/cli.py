@@ -6,6 +6,7 @@ import sys
 import time
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from portal.extensions import db
@@ -30,6 +31,13 @@ def recompute_command(wait: bool) -> None:
     run, created = start_assignment_run()
     if not created:
         click.echo(f"Run {run.id} is already {run.status}; not starting another.")
+        if run.backend == "rq" and not current_app.config["REDIS_URL"]:
+            click.echo(
+                "That run waits for an RQ worker; set REDIS_URL and start "
+                "`flask --app wsgi worker` to let it finish.",
+                err=True,
+            )
+            sys.exit(1)
     else:
         click.echo(f"Run {run.id} started ({run.backend}).")
     while wait and run.status in ("queued", "running"):

@@ -61,9 +61,17 @@ def render_page(page: str, fragment: str, **context: Any) -> str:
     return render_template(fragment if wants_fragment() else page, **context)
 
 
+MAX_PAGE = 1_000_000
+
+
 def page_number() -> int:
-    """The ``page`` query argument; anything that is not a number means page 1."""
-    return request.args.get("page", 1, type=int)
+    """The ``page`` query argument; anything that is not a number means page 1.
+
+    Kept within what every database's integers hold: a page past the last one is a
+    404 from the pager, never an overflow in the query.
+    """
+    page = request.args.get("page", 1, type=int)
+    return max(1, min(page, MAX_PAGE))
 
 
 def accounts_per_page() -> int:

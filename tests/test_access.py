@@ -322,3 +322,41 @@ def test_sign_in_follows_next_only_to_a_page_of_the_users_role(client, auth):
         data={"email": "p@example.test", "password": "pass-1234"},
     )
     assert foreign.headers["Location"] == "/"
+
+
+def test_a_copy_of_a_session_cookie_is_worthless_after_sign_out(client, auth):
+    from portal.models import Role
+    from tests.factories import make_user
+
+    make_user(Role.ADMIN, email="a@example.test")
+    auth.sign_in("a@example.test")
+    saved = client.get_cookie("session").value
+    assert client.get("/territories/").status_code == 200
+
+    auth.sign_out()
+    client.set_cookie("session", saved)
+
+    response = client.get("/territories/")
+    assert response.status_code == 302
+    assert "/auth/sign-in" in response.headers["Location"]
+
+
+def test_absurd_page_numbers_are_a_plain_not_found(client, auth):
+    from portal.models import Role
+    from tests.factories import make_user
+
+    make_user(Role.ADMIN, email="a@example.test")
+    auth.sign_in("a@example.test")
+
+    for page in ("200000000000000000", "-5", "abc"):
+        response = client.get(f"/territories/gaps?page={page}")
+        assert response.status_code in (200, 404), page
+    assert client.get("/territories/gaps?page=999999999999").status_code == 404
+
+
+def test_pages_refuse_to_be_framed(client):
+    response = client.get("/auth/sign-in")
+
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert client.application.config["SESSION_COOKIE_SAMESITE"] == "Lax"

@@ -225,3 +225,18 @@ def test_two_commands_started_at_once_leave_one_run(rq_app):
     assert len(runs) == 1
     assert runs[0].status == "queued"
     assert sum("already queued" in output for output in outputs) == 1
+
+
+def test_a_run_that_cannot_reach_redis_fails_at_once_and_blocks_nothing(clean_app):
+    build_small_world()
+    clean_app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    try:
+        run, created = start_assignment_run()
+    finally:
+        clean_app.config["REDIS_URL"] = None
+
+    assert created
+    assert run.status == "failed"
+    assert "could not be queued" in run.error
+    again, created_again = start_assignment_run()
+    assert created_again and again.status == "succeeded"

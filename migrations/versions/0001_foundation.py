@@ -43,6 +43,7 @@ def upgrade():
             sa.Integer(),
             sa.ForeignKey("partner_organisations.id", ondelete="SET NULL"),
         ),
+        sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"),
         _created_at(),
     )
     op.create_table(
