@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import FileStorage
@@ -40,13 +40,43 @@ TITLES = {
     "postal_codes": "Postal-code centroids",
     "accounts": "Accounts and sales lines",
 }
+# What one item of each kind of file is called on the result page.
+ITEMS = {"boundaries": "feature", "postal_codes": "row", "accounts": "row"}
+ANCHORS = {
+    "boundaries": "boundaries",
+    "postal_codes": "postal-codes",
+    "accounts": "accounts",
+}
+# Fields that are never carried back to the forms: the file cannot be, the token
+# is issued afresh.
+NOT_KEPT = {"file", "csrf_token"}
 
 
 def blank_forms(**bound: FlaskForm) -> dict[str, FlaskForm]:
-    """One form per importer; ``bound`` holds the one that was just posted."""
+    """One form per importer; ``bound`` holds the one that was just posted.
+
+    A form whose values come back in the query string (from "Import another file"
+    on a result page) is filled in with them, unvalidated.
+    """
     return {
-        kind: bound.get(kind) or form_class(formdata=None, prefix=kind)
+        kind: bound.get(kind) or form_class(formdata=kept_values(kind), prefix=kind)
         for kind, form_class in FORMS.items()
+    }
+
+
+def kept_values(kind: str) -> Any:
+    """The query string when it holds values of this kind's form, else None."""
+    if any(name.startswith(f"{kind}-") for name in request.args):
+        return request.args
+    return None
+
+
+def mapping_values(form: FlaskForm) -> dict[str, str]:
+    """The posted column mapping, to fill in the form again for the next file."""
+    return {
+        field.name: str(field.data)
+        for field in form
+        if field.short_name not in NOT_KEPT and field.data not in (None, "")
     }
 
 
@@ -94,6 +124,9 @@ def run_import(
     page = render_template(
         "imports/result.html",
         title=TITLES[kind],
+        item=ITEMS[kind],
+        anchor=ANCHORS[kind],
+        kept=mapping_values(form),
         filename=upload.filename,
         report=report,
     )

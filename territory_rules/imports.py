@@ -232,6 +232,8 @@ def _read_csv(data: bytes, encoding: str | None, notes: list[str]) -> _Table:
         ) from None
     if not numbered:
         raise _Refused(["The file is empty; it needs a header row and data rows."])
+    if len(numbered) == 1:
+        raise _Refused(["The file has a header but no rows."])
 
     header = [name.strip() for name in numbered[0][1]]
     return _Table(header, _even_rows(numbered[1:], len(header)))
@@ -571,6 +573,10 @@ def _check_layer(layer: str, name_property: str) -> tuple[str, str]:
 
 
 def _load_json(data: bytes) -> Any:
+    if not data.strip():
+        raise _Refused(
+            ["The file is empty. Choose a GeoJSON file holding a FeatureCollection."]
+        )
     try:
         return json.loads(data)
     except UnicodeDecodeError:
@@ -580,8 +586,10 @@ def _load_json(data: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise _Refused(
             [
-                f"The file is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                f"column {exc.colno}."
+                # Some messages end in "at" already ("Unterminated string
+                # starting at"); the position follows them either way.
+                f"The file is not valid JSON: {exc.msg.removesuffix(' at')} at line "
+                f"{exc.lineno}, column {exc.colno}."
             ]
         ) from None
 
@@ -594,10 +602,16 @@ def _feature_list(document: Any) -> list[Any]:
         if not document["features"]:
             raise _Refused(["The FeatureCollection holds no features."])
         return document["features"]
-    found = f"of type '{kind}'" if kind else f"a JSON {type(document).__name__}"
+    found = f"of type '{kind}'" if kind else f"a JSON {_json_kind(document)}"
     raise _Refused(
         [f"The file is {found}, not a GeoJSON FeatureCollection or Feature."]
     )
+
+
+def _json_kind(document: Any) -> str:
+    """JSON's own word for a parsed value: object, array, string..."""
+    words = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    return words.get(type(document), "number" if document is not None else "null")
 
 
 def _read_features(
@@ -745,9 +759,9 @@ def _repaired(
     change = _relative_area_change(geometry.area, repaired.area)
     if change > MAX_REPAIR_AREA_CHANGE:
         problems.add(
-            f"{label}: the shape is not valid ({reason}) and repairing it changes "
-            f"its area by {_percent(change)}, more than the "
-            f"{_percent(MAX_REPAIR_AREA_CHANGE)} allowed; fix the shape in a GIS tool "
+            f"{label}: the shape is not valid ({reason}) and the repair would change "
+            f"its area by {_percent(change)} (more than the "
+            f"{_percent(MAX_REPAIR_AREA_CHANGE)} allowed); fix the shape in a GIS tool "
             f"and import it again."
         )
         return None
@@ -776,9 +790,11 @@ def _relative_area_change(before: float, after: float) -> float:
 
 def _percent(fraction: float) -> str:
     if math.isinf(fraction):
-        return "more than 100%"
+        return "over 100%"
     if fraction < 1e-9:
         return "less than 0.0000001%"
+    if fraction >= 1:
+        return f"{fraction * 100:,.0f}%"  # "250%", not "2.5e+02%"
     return f"{fraction * 100:.2g}%"
 
 
@@ -943,6 +959,7 @@ class _AccountFile:
     lines: list[dict[str, Any]]  # sales lines, each carrying its account's key
     rows: int
     padded: int
+    line_rows: dict[str, int] = field(default_factory=dict)  # line id -> row number
 
 
 def import_accounts(data: bytes, mapping: AccountMapping) -> ImportReport:
@@ -955,6 +972,8 @@ def import_accounts(data: bytes, mapping: AccountMapping) -> ImportReport:
     notes: list[str] = []
     try:
         parsed = _read_accounts(data, mapping, notes)
+        _check_postal_codes_known(parsed, mapping)
+        _check_lines_stay_with_their_accounts(parsed)
     except _Refused as refused:
         refused.notes = notes
         return _refused_report(refused, "account")
@@ -987,8 +1006,35 @@ def _account_columns(mapping: AccountMapping) -> dict[str, str | None]:
     }
 
 
+def _shared_key_columns(mapping: AccountMapping) -> list[str]:
+    """One column cannot be two of the parts an account is known by."""
+    roles = {
+        "external id": mapping.external_id,
+        "name": mapping.name,
+        "postal code": mapping.postal_code,
+    }
+    by_column: dict[str, list[str]] = {}
+    for role, column in roles.items():
+        if column:
+            by_column.setdefault(column, []).append(role)
+    return [
+        f"The column '{column}' is chosen for {_both(labels)}; each of these needs "
+        f"its own column."
+        for column, labels in by_column.items()
+        if len(labels) > 1
+    ]
+
+
+def _both(labels: list[str]) -> str:
+    """['a', 'b'] -> 'both the a and the b'; three -> 'the a, the b and the c'."""
+    named = [f"the {label}" for label in labels]
+    listed = ", ".join(named[:-1]) + " and " + named[-1]
+    return f"both {listed}" if len(named) == 2 else listed
+
+
 def _check_account_mapping(mapping: AccountMapping) -> None:
-    problems = _fixed_country(mapping.country, mapping.country_column)
+    problems = _shared_key_columns(mapping)
+    problems += _fixed_country(mapping.country, mapping.country_column)
     problems += _check_pad_width(mapping.pad_postal_to)
     line_fields = [mapping.line_id, mapping.amount, mapping.order_date]
     if any(line_fields) and not all(line_fields):
@@ -1037,11 +1083,61 @@ def _read_accounts(
         parsed.accounts.setdefault(account["key"], account)
         if line is not None:
             parsed.lines.append(line | {"key": account["key"]})
+            parsed.line_rows[line["external_line_id"]] = number
     problems.refuse_if_any()
 
     notes.extend(padding.notes())
     parsed.padded = padding.count
     return parsed
+
+
+def _check_postal_codes_known(parsed: _AccountFile, mapping: AccountMapping) -> None:
+    """Refuse a file none of whose postal codes is known while centroids are: the
+    postal-code column is then almost surely the wrong one, and importing would key
+    every account by it, so a corrected re-import would add each account twice."""
+    codes = sorted(
+        {a["postal_code"] for a in parsed.accounts.values() if a["postal_code"]}
+    )
+    if not mapping.postal_code or not codes or not _count(POSTAL_CODES):
+        return
+    for chunk in _chunks(codes):
+        known = select(POSTAL_CODES.c.code).where(POSTAL_CODES.c.code.in_(chunk))
+        if db.session.scalar(known.limit(1)) is not None:
+            return
+    raise _Refused(
+        [
+            f"None of the {len(codes)} postal codes in column '{mapping.postal_code}' "
+            f"is a known postal code (e.g. '{_shorten(codes[0])}'). Check the column "
+            f"mapping, or import the postal-code centroids first."
+        ]
+    )
+
+
+def _check_lines_stay_with_their_accounts(parsed: _AccountFile) -> None:
+    """A sales line id already stored for another account is a wrong line id
+    column (or a clash between files), never a line that changed hands."""
+    keys = {line["external_line_id"]: line["key"] for line in parsed.lines}
+    moved: list[tuple[int, str, str]] = []  # (row number, line id, stored key)
+    for chunk in _chunks(sorted(keys)):
+        stored = db.session.execute(
+            select(SALES_LINES.c.external_line_id, ACCOUNTS.c.key)
+            .join(ACCOUNTS, ACCOUNTS.c.id == SALES_LINES.c.account_id)
+            .where(SALES_LINES.c.external_line_id.in_(chunk))
+        )
+        moved += [
+            (parsed.line_rows[line_id], line_id, key)
+            for line_id, key in stored
+            if key != keys[line_id]
+        ]
+
+    problems = _Problems()
+    for row_number, line_id, key in sorted(moved):
+        problems.add(
+            f"Row {row_number}: sales line id '{line_id}' already belongs to account "
+            f"{key}; a sales line cannot move to another account. Check the line id "
+            f"column."
+        )
+    problems.refuse_if_any()
 
 
 def _account_record(

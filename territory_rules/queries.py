@@ -370,6 +370,43 @@ def _display_geometry(shape: Any) -> dict[str, Any]:
     return dict(mapping(rounded))
 
 
+MAP_ACCOUNT_LIMIT = 5000
+
+
+def account_points(territory: Territory, limit: int = MAP_ACCOUNT_LIMIT) -> list[dict]:
+    """The located accounts assigned to the territory, as GeoJSON points."""
+    rows = db.session.execute(
+        select(
+            Account.name,
+            func.ST_X(Account.location),
+            func.ST_Y(Account.location),
+        )
+        .join(Assignment, Assignment.account_id == Account.id)
+        .where(
+            Assignment.territory_id == territory.id,
+            Assignment.status == AssignmentStatus.ASSIGNED.value,
+            Account.location.is_not(None),
+        )
+        .order_by(Account.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "type": "Feature",
+            "properties": {"kind": "account", "name": name},
+            "geometry": {"type": "Point", "coordinates": [x, y]},
+        }
+        for name, x, y in rows
+    ]
+
+
+def territory_map(territory: Territory) -> dict[str, Any]:
+    """One territory's shape with its accounts' locations on top."""
+    collection = territories_geojson([territory])
+    collection["features"].extend(account_points(territory))
+    return collection
+
+
 def territories_geojson(territories: Iterable[Territory]) -> dict[str, Any]:
     """A FeatureCollection of the territories that have a shape, simplified."""
     features = [

@@ -90,7 +90,12 @@ def admin_pages() -> dict[str, Any]:
 
 
 def geojson_response(territories: list[Territory]) -> Response:
-    response = jsonify(queries.territories_geojson(territories))
+    """Shapes as GeoJSON; a single territory's map also shows its accounts."""
+    if len(territories) == 1:
+        collection = queries.territory_map(territories[0])
+    else:
+        collection = queries.territories_geojson(territories)
+    response = jsonify(collection)
     response.mimetype = "application/geo+json"
     return response
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -254,9 +255,26 @@ BAD_GEOJSON = [
     ),
     pytest.param(
         b"[1, 2]",
-        "The file is a JSON list, not a GeoJSON FeatureCollection or Feature.",
-        id="json-list",
+        "The file is a JSON array, not a GeoJSON FeatureCollection or Feature.",
+        id="json-array",
     ),
+    pytest.param(
+        b'{"features": []}',
+        "The file is a JSON object, not a GeoJSON FeatureCollection or Feature.",
+        id="json-object-without-type",
+    ),
+    pytest.param(
+        b'{"type": "FeatureCollection", "features": [{"type": "Feature", "pr',
+        "The file is not valid JSON: Unterminated string starting at line 1, "
+        "column 64.",
+        id="unterminated-string",
+    ),
+    pytest.param(
+        b"",
+        "The file is empty. Choose a GeoJSON file holding a FeatureCollection.",
+        id="empty",
+    ),
+    pytest.param(b" \n", "The file is empty.", id="blank"),
     pytest.param(
         b'{"type": "Point", "coordinates": [0, 0]}',
         "The file is of type 'Point', not a GeoJSON FeatureCollection or Feature.",
@@ -314,8 +332,8 @@ BAD_GEOJSON = [
     pytest.param(
         fixture("bowtie.geojson"),
         "Feature 1 (Bow tie): the shape is not valid (self-intersection at 1 1) and "
-        "repairing it changes its area by more than 100%, more than the 0.1% "
-        "allowed; fix the shape in a GIS tool and import it again.",
+        "the repair would change its area by over 100% (more than the 0.1% "
+        "allowed); fix the shape in a GIS tool and import it again.",
         id="self-intersecting-beyond-repair",
     ),
 ]
@@ -517,6 +535,12 @@ def test_fifty_problems_are_listed_and_the_rest_counted(seeded):
         ),
         pytest.param(
             b"zip,latitude,longitude\n", "klingon", "'klingon' is not an encoding"
+        ),
+        pytest.param(
+            b"zip,latitude,longitude\r\n\r\n",
+            None,
+            "The file has a header but no rows.",
+            id="header-only",
         ),
         pytest.param(
             b"zip,latitude,longitude\n07090,40.6\n",
@@ -806,6 +830,18 @@ def test_state_names_are_matched_by_elimination_when_never_seen_with_a_code(
             id="date-format-without-day",
         ),
         pytest.param(
+            {"name": "Customer ID"},
+            "The column 'Customer ID' is chosen for both the external id and the "
+            "name; each of these needs its own column.",
+            id="id-and-name-in-one-column",
+        ),
+        pytest.param(
+            {"name": "Postal Code", "external_id": "Postal Code"},
+            "The column 'Postal Code' is chosen for the external id, the name and "
+            "the postal code; each of these needs its own column.",
+            id="three-roles-in-one-column",
+        ),
+        pytest.param(
             {"country": "United States"},
             "The country 'United States' is not a code of up to 3 letters such as US.",
             id="country-name",
@@ -817,6 +853,91 @@ def test_impossible_account_mappings_are_refused(seeded, changes, message):
 
     assert_refused_unchanged(
         lambda: import_accounts(fixture("accounts_bom_crlf.csv"), mapping), message
+    )
+
+
+def test_a_sales_line_never_moves_to_another_account(seeded):
+    data = csv_bytes(
+        "Row ID,Customer ID,Customer Name,Sales,Order Date",
+        "8,C-9,Zed,2.00,1/1/2019",
+        "1,C-9,Zed,1.00,1/1/2019",
+        "3,C-1,Ada Ltd,4.00,1/1/2019",
+    )
+    mapping = AccountMapping(
+        external_id="Customer ID",
+        name="Customer Name",
+        line_id="Row ID",
+        amount="Sales",
+        order_date="Order Date",
+        date_format="%m/%d/%Y",
+    )
+
+    assert_refused_unchanged(
+        lambda: import_accounts(data, mapping),
+        "Row 3: sales line id '1' already belongs to account C-1|07090; a sales line "
+        "cannot move to another account. Check the line id column.",
+        "Row 4: sales line id '3' already belongs to account C-2|02139; a sales line "
+        "cannot move to another account. Check the line id column.",
+    )
+    line = db.session.scalar(select(SalesLine).where(SalesLine.external_line_id == "1"))
+    assert line.amount == Decimal("100.50")
+
+
+def test_a_sales_line_of_the_same_account_is_updated(seeded):
+    data = fixture("accounts_bom_crlf.csv").replace(b",100.50,", b",99.00,")
+
+    report = import_accounts(data, SMALL_ACCOUNTS)
+
+    assert report.ok, report.errors
+    line = db.session.scalar(select(SalesLine).where(SalesLine.external_line_id == "1"))
+    ada = db.session.scalar(select(Account).where(Account.key == "C-1|07090"))
+    assert (line.amount, line.account_id) == (Decimal("99.00"), ada.id)
+    assert db.session.scalar(select(func.count()).select_from(SalesLine)) == 7
+
+
+def test_a_postal_code_column_of_unknown_codes_is_refused(seeded):
+    mapping = replace(SMALL_ACCOUNTS, postal_code="Segment")
+
+    assert_refused_unchanged(
+        lambda: import_accounts(fixture("accounts_bom_crlf.csv"), mapping),
+        "None of the 3 postal codes in column 'Segment' is a known postal code (e.g. "
+        "'Consumer'). Check the column mapping, or import the postal-code centroids "
+        "first.",
+    )
+    assert db.session.scalar(select(func.count()).select_from(Account)) == 6
+
+
+def test_one_known_postal_code_is_enough(seeded):
+    data = csv_bytes("id,name,zip", "K-1,Kay,02139", "K-2,Kim,99998", "K-3,Kit,99997")
+
+    report = import_accounts(
+        data, AccountMapping(external_id="id", name="name", postal_code="zip")
+    )
+
+    assert report.ok, report.errors
+    assert (report.counts["located_by_postal_code"], report.counts["not_located"]) == (
+        1,
+        2,
+    )
+
+
+def test_unknown_postal_codes_are_accepted_before_any_centroid(clean_app):
+    data = csv_bytes("id,name,zip", "K-1,Kay,02139")
+
+    report = import_accounts(
+        data, AccountMapping(external_id="id", name="name", postal_code="zip")
+    )
+
+    assert report.ok, report.errors
+    assert report.counts["not_located"] == 1
+
+
+def test_a_header_without_rows_is_refused(seeded):
+    data = fixture("accounts_bom_crlf.csv").split(b"\r\n")[0] + b"\r\n"
+
+    assert_refused_unchanged(
+        lambda: import_accounts(data, SMALL_ACCOUNTS),
+        "The file has a header but no rows.",
     )
 
 
@@ -1199,3 +1320,87 @@ def test_an_upload_over_the_size_limit_gets_a_friendly_page(
         as_text=True
     )
     assert db.session.scalar(select(func.count()).select_from(PostalCode)) == 0
+
+
+def test_a_boundary_upload_speaks_of_features(admin_client):
+    response = upload(
+        admin_client,
+        "/territories/imports/boundaries",
+        "shapes.json",
+        collection(feature("North", square_geometry(0, 0))),
+        layer="Shapes",
+        name_property="name",
+    )
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Every feature of" in html
+    assert "Every row of" not in html
+
+
+def input_value(html: str, name: str) -> str | None:
+    """The value of the page's input field with this name (None when absent)."""
+    for tag in re.findall(r"<input [^>]*>", html):
+        if f'name="{name}"' in tag:
+            found = re.search(r'value="([^"]*)"', tag)
+            return found.group(1) if found else ""
+    return None
+
+
+def test_import_another_file_keeps_the_mapping(admin_client):
+    refused = upload(
+        admin_client,
+        "/territories/imports/accounts",
+        "orders.csv",
+        b"Customer ID,Customer Name,Zip\n",
+        external_id="Customer ID",
+        name="Customer Name",
+        postal_code="Zip",
+        pad_postal_to="5",
+    )
+
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "The file has a header but no rows." in html
+    assert 'action="/territories/imports/#accounts"' in html
+    kept = {
+        name: input_value(html, f"accounts-{name}")
+        for name in ("postal_code", "pad_postal_to", "file", "csrf_token")
+    }
+    assert kept == {
+        "postal_code": "Zip",
+        "pad_postal_to": "5",
+        "file": None,
+        "csrf_token": None,
+    }
+
+    again = admin_client.get(
+        "/territories/imports/",
+        query_string={"accounts-postal_code": "Zip", "accounts-pad_postal_to": "5"},
+    )
+
+    html = again.get_data(as_text=True)
+    assert again.status_code == 200
+    assert input_value(html, "accounts-postal_code") == "Zip"
+    assert input_value(html, "accounts-pad_postal_to") == "5"
+    assert input_value(html, "accounts-name") == ""
+    assert input_value(html, "postal_codes-code") == ""
+    assert "some fields below need fixing" not in html
+
+
+def test_a_form_with_errors_is_announced_at_the_top(admin_client):
+    response = upload(
+        admin_client,
+        "/territories/imports/postal-codes",
+        "centroids.csv",
+        fixture("postal_codes_small.csv"),
+        code="zip",
+    )
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    summary = html.index("some fields below need fixing")
+    assert summary < html.index('id="boundaries-title"')
+    assert '<a href="#postal-codes">Postal-code centroids</a>' in html
+    assert html.index("Enter the latitude column.") > summary
+    assert input_value(html, "postal_codes-code") == "zip"

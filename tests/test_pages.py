@@ -19,7 +19,7 @@ from portal.extensions import db
 from portal.models import Role, utc_now
 from portal.runs import Run
 from territory_rules.jobs import ASSIGNMENT_KIND, ASSIGNMENT_TASK, start_assignment_run
-from territory_rules.models import Region
+from territory_rules.models import Account, Assignment, Region
 from tests.conftest import AuthActions
 from tests.factories import (
     add_rule,
@@ -118,8 +118,22 @@ def test_partner_map_endpoint_returns_the_simplified_shape(
     shape = client.get(f"/my/territory/{market.north}/shape.geojson")
 
     assert shape.mimetype == "application/geo+json"
-    [feature] = shape.json["features"]
+    feature, *accounts = shape.json["features"]
     assert feature["properties"] == {"name": "North", "partner": "Northwind Partners"}
+    located = db.session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .join(Account, Account.id == Assignment.account_id)
+        .where(
+            Assignment.territory_id == market.north,
+            Assignment.status == "assigned",
+            Account.location.is_not(None),
+        )
+    )
+    assert located > 0
+    assert len(accounts) == located
+    assert {a["properties"]["kind"] for a in accounts} == {"account"}
+    assert all(a["geometry"]["type"] == "Point" for a in accounts)
     # Simplifying a one-part MultiPolygon leaves a Polygon, which Leaflet draws alike.
     assert feature["geometry"]["type"] == "Polygon"
     ring = feature["geometry"]["coordinates"][0]

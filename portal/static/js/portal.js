@@ -51,8 +51,15 @@
     return { color: colour, weight: 1.5, fillColor: colour, fillOpacity: 0.25 };
   }
 
+  var ACCOUNT_STYLE = { radius: 3, color: "#111827", weight: 0.5, fillColor: "#f59e0b", fillOpacity: 0.85 };
+
+  function isAccount(feature) {
+    return Boolean(feature.properties && feature.properties.kind === "account");
+  }
+
   function tooltipText(feature) {
     var properties = feature.properties || {};
+    if (isAccount(feature)) { return properties.name || "Account"; }
     var owner = properties.partner ? " · " + properties.partner : "";
     return (properties.name || "Territory") + owner;
   }
@@ -62,7 +69,10 @@
     var map = L.map(element, { attributionControl: false, zoomSnap: 0.25, scrollWheelZoom: false });
     var index = 0;
     var layer = L.geoJSON(collection, {
-      style: function (feature) { return featureStyle(feature, index++); },
+      style: function (feature) {
+        return isAccount(feature) ? ACCOUNT_STYLE : featureStyle(feature, index++);
+      },
+      pointToLayer: function (feature, latlng) { return L.circleMarker(latlng, ACCOUNT_STYLE); },
       onEachFeature: function (feature, shape) {
         shape.bindTooltip(tooltipText(feature), { sticky: true });
       }
