@@ -25,6 +25,7 @@ from shapely.geometry import box, mapping
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from portal.demo import POSTAL_CODES, SUPERSTORE
 from portal.extensions import db
 from portal.models import Role
 from territory_rules import imports
@@ -53,47 +54,11 @@ SMALL_CENTROIDS = PostalCodeMapping(
     country="US",
     pad_to=5,
 )
-SMALL_ACCOUNTS = AccountMapping(
-    external_id="Customer ID",
-    name="Customer Name",
-    postal_code="Postal Code",
-    city="City",
-    state="State",
-    segment="Segment",
-    country="US",
-    line_id="Row ID",
-    amount="Sales",
-    order_date="Order Date",
-    date_format="%m/%d/%Y",
-    pad_postal_to=5,
-)
+# The Superstore layout the demo ships, less the columns the small files lack.
+SMALL_ACCOUNTS = replace(SUPERSTORE, order_ref=None, category=None, product=None)
 CODES_ONLY = replace(SMALL_CENTROIDS, city=None, state=None)
-DEMO_CENTROIDS = PostalCodeMapping(
-    code="zip_code",
-    latitude="lat",
-    longitude="long",
-    city="city",
-    state="state",
-    country="US",
-    pad_to=5,
-)
-DEMO_ACCOUNTS = AccountMapping(
-    external_id="Customer ID",
-    name="Customer Name",
-    postal_code="Postal Code",
-    city="City",
-    state="State",
-    segment="Segment",
-    country="US",
-    line_id="Row ID",
-    amount="Sales",
-    order_date="Order Date",
-    date_format="%m/%d/%Y",
-    order_ref="Order ID",
-    category="Category",
-    product="Product Name",
-    pad_postal_to=5,
-)
+DEMO_CENTROIDS = POSTAL_CODES
+DEMO_ACCOUNTS = SUPERSTORE
 
 
 def fixture(name: str) -> bytes:
