@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, render_template
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from portal import config as portal_config
 from portal.config import PROJECT_ROOT
@@ -28,6 +29,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = uri
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(uri))
 
+    # Ids in URLs beyond what the databases' integers hold are simply not found.
+    app.url_map.converters["int"] = BoundedIntConverter
+
     _configure_logging(app)
     _init_extensions(app)
     _register_blueprints(app)
@@ -35,6 +39,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_security_headers(app)
     _register_commands(app)
     return app
+
+
+class BoundedIntConverter(IntegerConverter):
+    """Flask's ``int`` converter, refusing numbers a BIGINT cannot hold."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _register_security_headers(app: Flask) -> None:

@@ -38,7 +38,7 @@ def recompute_command(wait: bool) -> None:
                 err=True,
             )
             sys.exit(1)
-    else:
+    elif run.status != "failed":
         click.echo(f"Run {run.id} started ({run.backend}).")
     while wait and run.status in ("queued", "running"):
         time.sleep(0.5)

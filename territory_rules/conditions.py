@@ -44,6 +44,10 @@ FIELD_LABELS = {
 }
 
 
+# Annual revenue is stored as NUMERIC(16, 2): bounds beyond it could never match.
+MAX_REVENUE = Decimal(10) ** 14
+
+
 class ConditionError(ValueError):
     """A condition that cannot be saved; the message says what to change."""
 
@@ -83,6 +87,11 @@ def _text_list(raw: str) -> list[str]:
     values = [item for item in items if item]
     if not values:
         raise ConditionError("Enter at least one value, separated by commas.")
+    if any(not item.isprintable() for item in values):
+        raise ConditionError(
+            "Values cannot hold control characters (such as tabs or NUL); "
+            "type them again as plain text."
+        )
     return values
 
 
@@ -129,9 +138,14 @@ def _amount(raw: str) -> str | None:
             "e.g. 1250000.50."
         )
     try:
-        return str(Decimal(cleaned))
+        number = Decimal(cleaned)
     except InvalidOperation:
         raise ConditionError(f"{raw!r} is not a number.") from None
+    if not number.is_finite() or abs(number) >= MAX_REVENUE:
+        raise ConditionError(
+            f"{raw!r} is not an amount; write a plain number such as 1250000."
+        )
+    return str(number)
 
 
 def describe(field: str, operator: str, value: Any) -> str:

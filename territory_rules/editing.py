@@ -110,6 +110,7 @@ def _save_territory(territory: Territory, data: TerritoryInput, is_new: bool) ->
     partner = _check_partner(data.partner_id, errors)
     boundaries = _check_boundaries(data.boundary_ids, errors)
     _check_territory_name(territory, name, errors)
+    _check_children_region(territory, region, errors)
     shape_changes = is_new or _boundaries_changed(territory, boundaries)
     if shape_changes and not boundaries and _has_shape_rule(territory):
         errors["boundaries"] = (
@@ -168,6 +169,20 @@ def _check_region(region_id: int | None, errors: dict[str, str]) -> Region | Non
     if region is None:
         errors["region"] = "Choose the region of the territory from the list."
     return region
+
+
+def _check_children_region(
+    territory: Territory, region: Region | None, errors: dict[str, str]
+) -> None:
+    """A territory cannot leave its region while sub-territories stay behind."""
+    if territory.id is None or region is None or region.id == territory.region_id:
+        return
+    if territory.children:
+        names = ", ".join(sorted(child.name for child in territory.children))
+        errors["region"] = (
+            f"{territory.name} has sub-territories in the {territory.region.name} "
+            f"region ({names}); move them or choose another parent for them first."
+        )
 
 
 def _check_parent(

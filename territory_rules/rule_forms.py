@@ -38,6 +38,9 @@ VALUE_HINTS = {
 REVENUE_HINT = "A range written low..high; one end may be empty, e.g. 1000000.."
 
 
+MAX_ID_DIGITS = 18
+
+
 def to_id(value: Any) -> int | None:
     """A posted id as a number, None when empty.
 
@@ -48,7 +51,11 @@ def to_id(value: Any) -> int | None:
     text = str(value).strip()
     if not text:
         return None
-    return int(text) if text.isdigit() and text.isascii() else 0
+    if not (text.isdigit() and text.isascii()) or len(text) > MAX_ID_DIGITS:
+        # 0 is never an id: the choice is then refused as not on the list. Longer
+        # numbers would overflow the database's integers before the lookup.
+        return 0
+    return int(text)
 
 
 def strip(value: str | None) -> str | None:

@@ -361,3 +361,18 @@ def test_pages_refuse_to_be_framed(client):
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert client.application.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_ids_too_large_for_any_database_are_not_found(client, auth):
+    from portal.models import Role
+    from tests.factories import make_user
+
+    make_user(Role.ADMIN, email="a@example.test")
+    auth.sign_in("a@example.test")
+
+    for url in (
+        "/territories/99999999999999999999999",
+        "/territories/runs/99999999999999999999",
+        "/regions/99999999999999999999999",
+    ):
+        assert client.get(url).status_code == 404, url

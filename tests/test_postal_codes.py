@@ -67,3 +67,14 @@ def test_revenue_bounds_refuse_decimal_commas():
         "low": "1000",
         "high": None,
     }
+
+
+@pytest.mark.parametrize("raw", ["nan..inf", "NaN..", "..Infinity", "-5..1e400"])
+def test_revenue_bounds_must_be_plain_amounts(raw):
+    with pytest.raises(ConditionError, match="not an amount|not a number"):
+        parse_condition("annual_revenue", "between", raw)
+
+
+def test_list_values_refuse_control_characters():
+    with pytest.raises(ConditionError, match="control characters"):
+        parse_condition("postal_code", "equals", "\x00abc")

@@ -615,3 +615,39 @@ def test_new_rule_moves_an_account_after_a_run(
         rule.id,
     )
     assert db.session.scalar(select(func.count()).select_from(Account)) == 1
+
+
+def test_a_parent_cannot_leave_its_region_while_its_children_stay(
+    world: SimpleNamespace, client: FlaskClient, admin: AuthActions
+) -> None:
+    plains = db.session.get(Territory, world.plains)
+    assert plains is not None
+    make_territory(plains.region, "Plains North", parent=plains)
+    db.session.commit()
+    before = territory_rows()
+
+    response = client.post(
+        f"/territories/{world.plains}/edit",
+        data=territory_form(world, name="Plains", region=str(world.west)),
+    )
+
+    assert response.status_code == 400
+    assert "Plains has sub-territories in the South region (Plains North)" in (
+        response.text
+    )
+    assert territory_rows() == before
+
+
+def test_a_parent_id_too_large_for_the_database_is_refused_as_not_listed(
+    world: SimpleNamespace, client: FlaskClient, admin: AuthActions
+) -> None:
+    before = territory_rows()
+
+    response = client.post(
+        "/territories/new",
+        data=territory_form(world, name="Huge", parent="99999999999999999999"),
+    )
+
+    assert response.status_code == 400
+    assert "Choose the parent territory from the list" in response.text
+    assert territory_rows() == before
