@@ -9,14 +9,15 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import with_appcontext
 
 from portal.config import PROJECT_ROOT
+from portal.database import DatabaseCommandGroup
 from portal.extensions import db
 
 logger = logging.getLogger(__name__)
 
-demo_cli = AppGroup("demo", help="The demo data set.")
+demo_cli = DatabaseCommandGroup("demo", help="The demo data set.")
 
 DEMO_DATA_DIR = PROJECT_ROOT / "demo_data"
 

@@ -3,9 +3,12 @@
 import logging
 from typing import Any
 
+import click
 from flask import Flask
+from flask.cli import AppGroup
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +54,21 @@ def attach_spatialite(engine: Engine, library_path: str) -> None:
 def configure_engines(app: Flask, engine: Engine) -> None:
     if engine.dialect.name == "sqlite":
         attach_spatialite(engine, app.config["SPATIALITE_LIBRARY_PATH"])
+
+
+class DatabaseCommandGroup(AppGroup):
+    """A command group whose commands explain an unreachable database in a sentence.
+
+    Without this, a wrong ``DATABASE_URL`` or a stopped server ends a command with
+    a driver traceback instead of saying what to check.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as error:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(
+                f"The database could not be used: {reason}. Check DATABASE_URL and "
+                "that the database server is running, then try again."
+            ) from None

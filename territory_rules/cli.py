@@ -7,15 +7,17 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
+from portal.database import DatabaseCommandGroup
 from portal.extensions import db
 from portal.runs import Run
 from territory_rules.export import write_assignments_csv
 from territory_rules.import_cli import IMPORT_COMMANDS
 from territory_rules.jobs import start_assignment_run
 
-territories_cli = AppGroup("territories", help="Territories, rules and assignment.")
+territories_cli = DatabaseCommandGroup(
+    "territories", help="Territories, rules and assignment."
+)
 for command in IMPORT_COMMANDS:
     territories_cli.add_command(command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -56,9 +57,11 @@ def spreadsheet_safe(value: str) -> str:
 
 def write_assignments_csv(stream: TextIO) -> int:
     writer = csv.writer(stream, lineterminator="\n")
+    rows = assignment_rows()
+    first = next(rows, None)  # runs the query before anything is written
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for row in assignment_rows():
+    for row in itertools.chain([first] if first is not None else [], rows):
         writer.writerow([spreadsheet_safe(cell) for cell in row])
         count += 1
     return count

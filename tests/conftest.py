@@ -39,7 +39,7 @@ DATA_TABLES = [
 ]
 
 
-def test_config(database_url: str, **overrides: Any) -> dict[str, Any]:
+def config_for_tests(database_url: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -53,7 +53,7 @@ def test_config(database_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 def build_app(database_url: str, **overrides: Any) -> Flask:
-    app = create_app(test_config(database_url, **overrides))
+    app = create_app(config_for_tests(database_url, **overrides))
     with app.app_context():
         upgrade()
     return app
