@@ -184,7 +184,17 @@ def condition_sql(
     if field == ConditionField.ANNUAL_REVENUE:
         return _revenue_sql(value, accounts)
     column = accounts.c[TEXT_LIST_FIELDS[ConditionField(field)]]
-    return func.upper(func.trim(column)).in_([item.upper() for item in value])
+    return comparable_text(column).in_([comparable_value(item) for item in value])
+
+
+def comparable_text(column: ColumnElement[str]) -> ColumnElement[str]:
+    """An account's text as list conditions compare it: trimmed, case ignored."""
+    return func.upper(func.trim(column))
+
+
+def comparable_value(item: str) -> str:
+    """A listed value as list conditions compare it (values are stored trimmed)."""
+    return item.upper()
 
 
 def inside_shape_sql(

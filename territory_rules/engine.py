@@ -43,7 +43,12 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import Exists
 
 from portal.extensions import db
-from territory_rules.conditions import TEXT_LIST_FIELDS, condition_sql
+from territory_rules.conditions import (
+    TEXT_LIST_FIELDS,
+    comparable_text,
+    comparable_value,
+    condition_sql,
+)
 from territory_rules.models import (
     Account,
     Assignment,
@@ -63,11 +68,11 @@ def table_of(model: type[Any]) -> Table:
 
 
 # The models' tables as tables: ``__table__`` is declared a mere FromClause.
-ACCOUNTS = cast(Table, table_of(Account))
-TERRITORIES = cast(Table, table_of(Territory))
-RULES = cast(Table, table_of(Rule))
-RULE_MATCHES = cast(Table, table_of(RuleMatch))
-ASSIGNMENTS = cast(Table, table_of(Assignment))
+ACCOUNTS = table_of(Account)
+TERRITORIES = table_of(Territory)
+RULES = table_of(Rule)
+RULE_MATCHES = table_of(RuleMatch)
+ASSIGNMENTS = table_of(Assignment)
 
 ProgressCallback = Callable[[int, str], None]
 
@@ -136,12 +141,12 @@ def rule_batches(rules: Sequence[Rule]) -> list[list[Rule]]:
 def _listed_values(batch: list[Rule]) -> Subquery:
     """(rule id, value) rows of a batch of text-list rules, each pair once.
 
-    Values compare as :func:`territory_rules.conditions.condition_sql` compares
-    them: upper case here, trimmed and upper case on the account's side.
+    Values are normalised as :func:`territory_rules.conditions.comparable_text`
+    normalises the account's side, so both compare alike.
     """
     pairs = sorted(
         {
-            (rule.id, item.upper())
+            (rule.id, comparable_value(item))
             for rule in batch
             for item in rule.conditions[0].value or []
         }
@@ -162,7 +167,7 @@ def _join_listed(query: Select[Any], batch: list[Rule]) -> Select[Any]:
     column = ACCOUNTS.c[TEXT_LIST_FIELDS[field]]
     listed = _listed_values(batch)
     return query.join(listed, listed.c.rule_id == RULES.c.id).join(
-        ACCOUNTS, func.upper(func.trim(column)) == listed.c.value
+        ACCOUNTS, comparable_text(column) == listed.c.value
     )
 
 
