@@ -51,7 +51,7 @@ def region_shapes(region_id: int) -> Response:
     """The shapes of the region's territories as GeoJSON, simplified for the map."""
     region = _region_or_404(region_id)
 
-    return geojson_response(list(queries.region_shapes(region)))
+    return geojson_response(queries.territories_geojson(queries.region_shapes(region)))
 
 
 @bp.route("/<int:region_id>/territories/<int:territory_id>")
@@ -89,7 +89,7 @@ def territory_shape(region_id: int, territory_id: int) -> Response:
     """The territory's shape as GeoJSON, simplified for the map."""
     _, territory = _territory_or_404(region_id, territory_id)
 
-    return geojson_response([territory])
+    return geojson_response(queries.territory_map(territory))
 
 
 def _region_or_404(region_id: int) -> Region:

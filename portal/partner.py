@@ -45,7 +45,8 @@ def territory(territory_id: int) -> str:
 @roles_required(Role.PARTNER)
 def territory_shape(territory_id: int) -> Response:
     """The territory's shape as GeoJSON, simplified for the map."""
-    return geojson_response([_own_territory_or_404(territory_id)])
+    territory = _own_territory_or_404(territory_id)
+    return geojson_response(queries.territory_map(territory))
 
 
 def _own_territory_or_404(territory_id: int) -> Territory:

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -57,14 +57,10 @@ from territory_rules.models import (
     Rule,
     RuleMatch,
     Territory,
+    table_of,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def table_of(model: type[Any]) -> Table:
-    """A model's table, typed as one for the Core statements below."""
-    return cast(Table, model.__table__)
 
 
 # The models' tables as tables: ``__table__`` is declared a mere FromClause.

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, cast
+from typing import Any
 
 from geoalchemy2.shape import from_shape, to_shape
 from shapely import force_2d
@@ -34,6 +34,7 @@ from shapely.validation import explain_validity, make_valid
 from sqlalchemy import Table, and_, case, exists, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
 from portal.extensions import db
@@ -45,6 +46,7 @@ from territory_rules.models import (
     PostalCode,
     SalesLine,
     Territory,
+    table_of,
     territory_boundaries,
 )
 
@@ -65,9 +67,9 @@ CENT = Decimal("0.01")
 # rounding each line to the cent would move the totals.
 AMOUNT_STEP = Decimal("0.0001")
 
-ACCOUNTS = cast(Table, Account.__table__)
-POSTAL_CODES = cast(Table, PostalCode.__table__)
-SALES_LINES = cast(Table, SalesLine.__table__)
+ACCOUNTS = table_of(Account)
+POSTAL_CODES = table_of(PostalCode)
+SALES_LINES = table_of(SalesLine)
 
 
 @dataclass
@@ -198,6 +200,11 @@ def _decode_declared(data: bytes, encoding: str) -> str:
         name = "utf-8-sig"  # a byte-order mark is never part of the first column
     try:
         return data.decode(name)
+    except LookupError:
+        # Codecs such as base64 or rot13 are known but do not decode to text.
+        raise _Refused(
+            [f"'{encoding}' is not a text encoding; try utf-8 or cp1252."]
+        ) from None
     except UnicodeDecodeError as exc:
         raise _Refused(
             [
@@ -583,6 +590,10 @@ def _load_json(data: bytes) -> Any:
         raise _Refused(
             ["The file is not UTF-8 text, so it cannot be GeoJSON."]
         ) from None
+    except RecursionError:
+        raise _Refused(
+            ["The file nests JSON arrays or objects too deeply to be GeoJSON."]
+        ) from None
     except json.JSONDecodeError as exc:
         raise _Refused(
             [
@@ -835,10 +846,13 @@ def _rebuild_territories(boundary_ids: list[int]) -> int:
         territory_boundaries.c.boundary_id.in_(boundary_ids)
     )
     territories = db.session.scalars(
-        select(Territory).where(Territory.id.in_(territory_ids))
+        select(Territory)
+        .where(Territory.id.in_(territory_ids))
+        .options(selectinload(Territory.boundaries))
+        # The boundaries were just rewritten: read them again, all in one query.
+        .execution_options(populate_existing=True)
     ).all()
     for territory in territories:
-        db.session.refresh(territory, ["boundaries"])
         build_territory_shape(territory)
     return len(territories)
 

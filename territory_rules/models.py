@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -24,6 +24,14 @@ from portal.extensions import Model, db
 from portal.models import PartnerOrganisation, User, utc_now
 
 SRID = 4326
+
+
+def table_of(model: type[Any]) -> Table:
+    """A model's table, typed as a Table for Core statements.
+
+    ``__table__`` is declared a mere FromClause, which Core's insert() refuses.
+    """
+    return cast(Table, model.__table__)
 
 
 def multipolygon() -> Geometry:

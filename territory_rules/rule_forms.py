@@ -12,6 +12,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from sqlalchemy.orm import defer, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms import SelectChoice, SelectField, SelectMultipleField, StringField
 
@@ -77,18 +78,25 @@ class TerritoryForm(FlaskForm):
             SelectChoice("", "Choose a region"),
             *[SelectChoice(str(r.id), r.name) for r in _all(Region, Region.name)],
         ]
+        # Only names are shown: the shapes, megabytes each, stay in the database.
+        territories = db.session.scalars(
+            select(Territory)
+            .options(defer(Territory.shape), joinedload(Territory.region))
+            .order_by(Territory.name)
+        )
         self.parent.choices = [SelectChoice("", "None: a top-level territory")] + [
-            SelectChoice(str(t.id), t.name, optgroup=t.region.name)
-            for t in _all(Territory, Territory.name)
+            SelectChoice(str(t.id), t.name, optgroup=t.region.name) for t in territories
         ]
         self.partner.choices = [SelectChoice("", "No owner")] + [
             SelectChoice(str(p.id), p.name)
             for p in _all(PartnerOrganisation, PartnerOrganisation.name)
         ]
         self.boundaries.choices = [
-            SelectChoice(str(b.id), b.name, optgroup=b.layer)
-            for b in db.session.scalars(
-                select(Boundary).order_by(Boundary.layer, Boundary.name)
+            SelectChoice(str(boundary_id), name, optgroup=layer)
+            for boundary_id, name, layer in db.session.execute(
+                select(Boundary.id, Boundary.name, Boundary.layer).order_by(
+                    Boundary.layer, Boundary.name
+                )
             )
         ]
 

@@ -89,12 +89,7 @@ def admin_pages() -> dict[str, Any]:
     return {"imports_available": IMPORTS_ENDPOINT in current_app.view_functions}
 
 
-def geojson_response(territories: list[Territory]) -> Response:
-    """Shapes as GeoJSON; a single territory's map also shows its accounts."""
-    if len(territories) == 1:
-        collection = queries.territory_map(territories[0])
-    else:
-        collection = queries.territories_geojson(territories)
+def geojson_response(collection: dict[str, Any]) -> Response:
     response = jsonify(collection)
     response.mimetype = "application/geo+json"
     return response
@@ -151,7 +146,7 @@ def territory(territory_id: int) -> str:
 @roles_required(Role.ADMIN)
 def territory_shape(territory_id: int) -> Response:
     """The territory's shape as GeoJSON, simplified for the map."""
-    return geojson_response([_territory_or_404(territory_id)])
+    return geojson_response(queries.territory_map(_territory_or_404(territory_id)))
 
 
 # Assignment runs -------------------------------------------------------------

@@ -1369,3 +1369,21 @@ def test_a_form_with_errors_is_announced_at_the_top(admin_client):
     assert '<a href="#postal-codes">Postal-code centroids</a>' in html
     assert html.index("Enter the latitude column.") > summary
     assert input_value(html, "postal_codes-code") == "zip"
+
+
+def test_deeply_nested_json_is_refused_with_a_message(clean_app):
+    report = import_boundaries(b"[" * 100_000, "Layer", "name")
+
+    assert not report.ok
+    assert report.errors == [
+        "The file nests JSON arrays or objects too deeply to be GeoJSON."
+    ]
+
+
+def test_a_codec_that_is_not_a_text_encoding_is_refused(clean_app):
+    mapping = replace(SMALL_CENTROIDS, encoding="base64")
+
+    report = import_postal_codes(b"zip,latitude,longitude\n02139,42.3,-71.1\n", mapping)
+
+    assert not report.ok
+    assert report.errors == ["'base64' is not a text encoding; try utf-8 or cp1252."]

@@ -505,3 +505,25 @@ def test_missing_page_shows_the_status_and_a_sentence(
     assert response.status_code == 404
     assert "Error 404" in response.text
     assert "There is nothing at this address" in response.text
+
+
+def test_a_region_map_shows_shapes_only_even_with_one_shaped_territory(
+    clean_app: Flask, client: FlaskClient, auth: AuthActions
+) -> None:
+    manager = make_user(Role.MANAGER, email="lone@example.test")
+    region = make_region("Lone", managers=[manager])
+    only = make_territory(region, "Only", shape=square(0, 0, 10))
+    add_rule(only, 1, ("shape", "inside", None))
+    make_account("inside", at=(1, 1))
+    db.session.commit()
+    start_assignment_run()
+    auth.sign_in("lone@example.test")
+
+    region_map = client.get(f"/regions/{region.id}/shapes.geojson").json
+    territory_map = client.get(
+        f"/regions/{region.id}/territories/{only.id}/shape.geojson"
+    ).json
+
+    assert [f["properties"]["name"] for f in region_map["features"]] == ["Only"]
+    kinds = [f["properties"].get("kind") for f in territory_map["features"]]
+    assert kinds == [None, "account"]
