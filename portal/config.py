@@ -35,6 +35,8 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
         "DEMO_PASSWORD": os.environ.get("DEMO_PASSWORD", "demo-portal-2026"),
         "RUN_STALE_SECONDS": int(os.environ.get("RUN_STALE_SECONDS", "900")),
         "ACCOUNTS_PER_PAGE": 50,
+        # Shown before amounts (sales, thresholds, potential); one currency per portal.
+        "CURRENCY_SYMBOL": os.environ.get("CURRENCY_SYMBOL", "$"),
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

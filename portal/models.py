@@ -29,6 +29,9 @@ class PartnerOrganisation(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     partner_type: Mapped[str] = mapped_column(String(40), default="reseller")
+    # Set by the programs domain from the organisation's onboarding journey, and
+    # read by targeting rules: "not_started", "in_progress" or "complete".
+    onboarding_status: Mapped[str] = mapped_column(String(20), default="not_started")
     created_at_utc: Mapped[datetime] = mapped_column(default=utc_now)
 
     users: Mapped[list[User]] = relationship(back_populates="organisation")

@@ -11,12 +11,13 @@ import enum
 import functools
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, select, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,6 +67,9 @@ class Run(Model):
     started_at_utc: Mapped[datetime | None]
     finished_at_utc: Mapped[datetime | None]
     heartbeat_at_utc: Mapped[datetime | None]
+    # Something the run reads changed while it was active: when it finishes, a
+    # new run of the same kind starts, so the change is not lost.
+    rerun_requested: Mapped[bool] = mapped_column(default=False)
 
     started_by: Mapped[User | None] = relationship()
 
@@ -117,9 +121,58 @@ def run_task(func: TaskFunction) -> Callable[[int], dict[str, Any]]:
             logger.exception("Run %s failed", run_id)
             raise
         _mark_finished(run_id, RunStatus.SUCCEEDED, counts=counts)
+        _start_next_runs(run_id)
         return counts
 
     return task
+
+
+# kind -> the (kind, task) of runs that read what a successful run of it wrote.
+_FOLLOWERS: dict[str, list[tuple[str, str]]] = {}
+
+
+def follow(kind: str, follower_kind: str, follower_task: str) -> None:
+    """After each successful run of ``kind``, request a run of ``follower_kind``.
+
+    Registered by the app factory, so that a lower domain's runs (territory
+    assignment) refresh a higher domain's results (program eligibility) without
+    importing it.
+    """
+    followers = _FOLLOWERS.setdefault(kind, [])
+    if (follower_kind, follower_task) not in followers:
+        followers.append((follower_kind, follower_task))
+
+
+def request_run(kind: str, task: str, started_by: User | None = None) -> Run:
+    """Start a run of ``kind``, or have the active one run again when it ends.
+
+    For changes that a run must see: the active run may already have read the
+    data as it was before the change.
+    """
+    run, created = start_run(kind, task, started_by)
+    if created:
+        return run
+    flagged = db.session.execute(
+        update(Run)
+        .where(Run.kind == kind, Run.status.in_(ACTIVE_STATUSES))
+        .values(rerun_requested=True)
+    )
+    db.session.commit()
+    if getattr(flagged, "rowcount", 0):
+        db.session.refresh(run)
+        return run
+    # The active run finished in between, without seeing the flag: start anew.
+    return start_run(kind, task, started_by)[0]
+
+
+def _start_next_runs(run_id: int) -> None:
+    run = db.session.get(Run, run_id)
+    if run is None:
+        return
+    if run.rerun_requested:
+        request_run(run.kind, run.task, run.started_by)
+    for follower_kind, follower_task in _FOLLOWERS.get(run.kind, []):
+        request_run(follower_kind, follower_task, run.started_by)
 
 
 def start_run(kind: str, task: str, started_by: User | None = None) -> tuple[Run, bool]:
@@ -154,6 +207,18 @@ def start_run(kind: str, task: str, started_by: User | None = None) -> tuple[Run
     else:
         _execute_in_process(run)
     return run, True
+
+
+def wait_for(run: Run, poll_seconds: float = 0.5) -> Run:
+    """Block until ``run`` is no longer queued or running; return it refreshed."""
+    while run.status in ACTIVE_STATUSES:
+        time.sleep(poll_seconds)
+        db.session.expire_all()
+        refreshed = db.session.get(Run, run.id)
+        if refreshed is None:
+            raise LookupError(f"Run {run.id} disappeared while being waited for.")
+        run = refreshed
+    return run
 
 
 def expire_stale_runs(kind: str) -> None:

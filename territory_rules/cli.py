@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 from flask import current_app
 
 from portal.database import DatabaseCommandGroup
-from portal.extensions import db
-from portal.runs import Run
+from portal.runs import Run, wait_for
 from territory_rules.export import write_assignments_csv
 from territory_rules.import_cli import IMPORT_COMMANDS
 from territory_rules.jobs import start_assignment_run
@@ -42,12 +40,8 @@ def recompute_command(wait: bool) -> None:
             sys.exit(1)
     elif run.status != "failed":
         click.echo(f"Run {run.id} started ({run.backend}).")
-    while wait and run.status in ("queued", "running"):
-        time.sleep(0.5)
-        db.session.expire_all()
-        refreshed = db.session.get(Run, run.id)
-        assert refreshed is not None
-        run = refreshed
+    if wait:
+        run = wait_for(run)
     _report(run)
 
 

@@ -78,11 +78,11 @@ def parse_condition(field: str, operator: str, raw: str | None) -> ConditionSpec
     if operator == "between" and field == ConditionField.POSTAL_CODE:
         return ConditionSpec(field, operator, _postal_range(raw))
     if operator == "between":
-        return ConditionSpec(field, operator, _revenue_range(raw))
-    return ConditionSpec(field, operator, _text_list(raw))
+        return ConditionSpec(field, operator, parse_amount_range(raw))
+    return ConditionSpec(field, operator, parse_text_list(raw))
 
 
-def _text_list(raw: str) -> list[str]:
+def parse_text_list(raw: str) -> list[str]:
     items = [item.strip() for item in raw.replace("\n", ",").split(",")]
     values = [item for item in items if item]
     if not values:
@@ -116,7 +116,7 @@ def _postal_range(raw: str) -> dict[str, str]:
     return {"low": low, "high": high}
 
 
-def _revenue_range(raw: str) -> dict[str, str | None]:
+def parse_amount_range(raw: str) -> dict[str, str | None]:
     low, high = _split_range(raw)
     bounds = {"low": _amount(low), "high": _amount(high)}
     if bounds["low"] is None and bounds["high"] is None:
@@ -154,18 +154,23 @@ def describe(field: str, operator: str, value: Any) -> str:
     if field == ConditionField.SHAPE:
         return "location inside the territory's shape"
     if operator == "between":
-        low, high = value.get("low"), value.get("high")
-        if low is None:
-            return f"{label} at most {high}"
-        if high is None:
-            return f"{label} at least {low}"
-        return f"{label} from {low} to {high}"
+        return describe_range(label, value)
     joined = ", ".join(value)
     if operator == "starts_with":
         return f"{label} starts with {joined}"
     if operator == "equals":
         return f"{label} is {joined}"
     return f"{label} in {joined}"
+
+
+def describe_range(label: str, value: Any, unit: str = "") -> str:
+    """A stored range in words: "annual revenue from 10 to 20"."""
+    low, high = value.get("low"), value.get("high")
+    if low is None:
+        return f"{label} at most {unit}{high}"
+    if high is None:
+        return f"{label} at least {unit}{low}"
+    return f"{label} from {unit}{low} to {unit}{high}"
 
 
 def condition_sql(
@@ -184,7 +189,7 @@ def condition_sql(
     if field == ConditionField.ANNUAL_REVENUE:
         return _revenue_sql(value, accounts)
     column = accounts.c[TEXT_LIST_FIELDS[ConditionField(field)]]
-    return comparable_text(column).in_([comparable_value(item) for item in value])
+    return text_in_sql(column, value)
 
 
 def comparable_text(column: ColumnElement[str]) -> ColumnElement[str]:
@@ -230,10 +235,19 @@ def _postal_sql(operator: str, value: Any, accounts: Table) -> ColumnElement[boo
 
 
 def _revenue_sql(value: Any, accounts: Table) -> ColumnElement[bool]:
-    revenue = accounts.c.annual_revenue
-    clauses: list[ColumnElement[bool]] = [revenue.is_not(None)]
+    return range_sql(accounts.c.annual_revenue, value)
+
+
+def range_sql(column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+    """``column`` within a stored ``{"low": .., "high": ..}`` range, ends included."""
+    clauses: list[ColumnElement[bool]] = [column.is_not(None)]
     if value.get("low") is not None:
-        clauses.append(revenue >= Decimal(value["low"]))
+        clauses.append(column >= Decimal(value["low"]))
     if value.get("high") is not None:
-        clauses.append(revenue <= Decimal(value["high"]))
+        clauses.append(column <= Decimal(value["high"]))
     return and_(*clauses)
+
+
+def text_in_sql(column: ColumnElement[str], values: list[str]) -> ColumnElement[bool]:
+    """``column`` is one of ``values``, compared as list conditions compare."""
+    return comparable_text(column).in_([comparable_value(item) for item in values])

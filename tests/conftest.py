@@ -21,6 +21,17 @@ BACKENDS = ["sqlite", "postgres"]
 
 # Tables emptied between tests; spatial metadata and alembic's version stay.
 DATA_TABLES = [
+    "program_eligibility",
+    "program_standings",
+    "step_completions",
+    "quiz_attempts",
+    "module_completions",
+    "program_steps",
+    "tiers",
+    "program_conditions",
+    "program_rules",
+    "programs",
+    "training_modules",
     "rule_matches",
     "assignments",
     "sales_lines",
