@@ -38,7 +38,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_error_pages(app)
     _register_security_headers(app)
     _register_commands(app)
+    _register_run_followers()
     return app
+
+
+def _register_run_followers() -> None:
+    """What one domain's changes start in another: new territories, new programs."""
+    from portal.runs import follow
+    from portal.signals import territories_changed
+    from programs.jobs import (
+        ELIGIBILITY_KIND,
+        ELIGIBILITY_TASK,
+        on_territories_changed,
+    )
+    from territory_rules.jobs import ASSIGNMENT_KIND
+
+    follow(ASSIGNMENT_KIND, ELIGIBILITY_KIND, ELIGIBILITY_TASK)
+    territories_changed.connect(on_territories_changed)
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -87,6 +103,8 @@ def _register_blueprints(app: Flask) -> None:
     from portal.home import bp as home_bp
     from portal.manager import bp as manager_bp
     from portal.partner import bp as partner_bp
+    from programs.admin_views import bp as programs_admin_bp
+    from programs.partner_views import bp as my_programs_bp
     from territory_rules.import_views import bp as imports_bp
     from territory_rules.rule_views import bp as rules_bp
     from territory_rules.views import bp as territories_bp
@@ -98,6 +116,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(territories_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(rules_bp)
+    app.register_blueprint(my_programs_bp)
+    app.register_blueprint(programs_admin_bp)
 
 
 def _register_error_pages(app: Flask) -> None:
@@ -114,8 +134,10 @@ def _register_error_pages(app: Flask) -> None:
 
 def _register_commands(app: Flask) -> None:
     from portal.cli import demo_cli, worker_command
+    from programs.cli import programs_cli
     from territory_rules.cli import territories_cli
 
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(territories_cli)
+    app.cli.add_command(programs_cli)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import PartnerOrganisation, Role, User
+from programs.demo import load_demo_programs
 from territory_rules.imports import (
     AccountMapping,
     ImportReport,
@@ -93,7 +94,11 @@ def load_plan(data_dir: Path) -> dict[str, Any]:
 
 
 def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
-    """Import the demo files, build the demo territories and users, assign accounts."""
+    """Import the demo files, build territories, users and programs, assign accounts.
+
+    The assignment run is followed by a programs run, which works out who is in
+    which program, onboarding statuses and tiers.
+    """
     if not database_is_empty():
         raise DemoLoadError(
             "The database already holds territories or accounts; the demo loads only "
@@ -114,6 +119,8 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
     )
 
     sign_ins = _create_people_and_territories(plan, password)
+    db.session.flush()
+    load_demo_programs(plan)
     db.session.commit()
 
     run, _created = start_assignment_run()

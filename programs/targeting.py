@@ -23,8 +23,8 @@ from flask import current_app
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    cast,
     and_,
+    cast,
     exists,
     func,
     literal,
@@ -118,9 +118,16 @@ STATUS_WORDS = {
 
 
 class ConditionLike(Protocol):
-    field: str
-    operator: str
-    value: Any
+    """A stored condition or a parsed one: both read the same."""
+
+    @property
+    def field(self) -> str: ...
+
+    @property
+    def operator(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.models import PartnerOrganisation, User
+from portal.signals import territories_changed
 from territory_rules.conditions import ConditionError, ConditionSpec, parse_condition
 from territory_rules.imports import build_territory_shape
 from territory_rules.models import (
@@ -142,6 +143,7 @@ def _commit(territory: Territory, is_new: bool) -> None:
         # Another admin took the name between our check and this commit.
         db.session.rollback()
         raise EditRejected({"name": _name_taken(name)}) from None
+    territories_changed.send(territory)
 
 
 def _name_taken(name: str) -> str:

@@ -209,6 +209,7 @@ def row_choices() -> dict[str, Any]:
         "field_choices": field_choices(),
         "operator_choices": operator_choices,
         "value_hint": value_hint,
+        "row_endpoint": "rules.condition_row",
     }
 
 

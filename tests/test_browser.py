@@ -152,3 +152,44 @@ def test_an_admin_starts_a_recompute_and_sees_it_finish(page):  # type: ignore[n
     )
     assert "Succeeded" in status.inner_text()
     assert "4,910" in status.locator(".count-accounts").inner_text()
+
+
+def test_a_partner_completes_a_module_and_sees_progress_move(page):  # type: ignore[no-untyped-def]
+    sign_in(page, "mesa-business-solutions@demo.test")
+    page.wait_for_url("**/my/territory**")
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="My programs"
+    ).click()
+
+    onboarding = (
+        page.locator("article, section")
+        .filter(has=page.get_by_role("heading", name="Partner onboarding"))
+        .first
+    )
+    assert "Rule “Every partner”" in onboarding.inner_text()
+    before = onboarding.get_by_text("required steps done").first.inner_text()
+    foundation = (
+        page.locator("article, section")
+        .filter(has=page.get_by_role("heading", name="Foundation"))
+        .first
+    )
+    assert "territory Mountain Southwest" in foundation.inner_text()
+    assert "reaches Gold" in foundation.inner_text()
+
+    onboarding.get_by_role("link", name="Welcome to the partner portal").click()
+    page.get_by_role("button", name="Mark as done").click()
+    page.get_by_text("You completed this module on").wait_for(timeout=10_000)
+
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="My programs"
+    ).click()
+    onboarding = (
+        page.locator("article, section")
+        .filter(has=page.get_by_role("heading", name="Partner onboarding"))
+        .first
+    )
+    after = onboarding.get_by_text("required steps done").first.inner_text()
+    assert (before, after) == (
+        "1 of 4 required steps done.",
+        "2 of 4 required steps done.",
+    )

@@ -279,3 +279,69 @@ def test_names_are_matched_without_regard_to_case(world):
     assert parse_target("onboarding_status", "in", "In progress").value == [
         "in_progress"
     ]
+
+
+def test_a_new_territory_owner_takes_the_program_over_at_once(world):
+    from portal.models import Role
+    from territory_rules.editing import TerritoryInput, update_territory
+    from tests.factories import make_user
+
+    harbour = world["territories"][2]
+    acme = world["orgs"][0]
+    program = make_program("Harbour campaign")
+    add_program_rule(program, ("territory", "in", [harbour.id]))
+    admin = make_user(Role.ADMIN)
+    db.session.commit()
+    eligibility.write_eligibility(None, None)
+    assert members(program) == {"Bolt"}
+
+    update_territory(
+        harbour,
+        TerritoryInput(harbour.name, harbour.region_id, partner_id=acme.id),
+        admin,
+    )
+
+    # No REDIS_URL in tests: the run the change requested ran in-process.
+    assert members(program) == {"Acme"}
+
+
+def test_an_admin_rule_change_moves_the_program_between_partners(world, client):
+    from portal.models import Role
+    from tests.factories import PASSWORD, make_user
+
+    acme, bolt, _crate = world["orgs"]
+    make_user(Role.ADMIN, email="admin@example.test")
+    make_user(Role.PARTNER, organisation=acme, email="acme@example.test")
+    make_user(Role.PARTNER, organisation=bolt, email="bolt@example.test")
+    program = make_program("Regional push")
+    rule = add_program_rule(program, ("region", "in", [world["regions"][0].id]))
+    db.session.commit()
+    eligibility.write_eligibility(None, None)
+
+    def programs_seen_by(email: str) -> bool:
+        client.post("/auth/sign-in", data={"email": email, "password": PASSWORD})
+        page = client.get("/my/programs").text
+        client.post("/auth/sign-out")
+        return "Regional push" in page
+
+    assert programs_seen_by("acme@example.test")
+    assert not programs_seen_by("bolt@example.test")
+
+    client.post(
+        "/auth/sign-in", data={"email": "admin@example.test", "password": PASSWORD}
+    )
+    response = client.post(
+        f"/admin/programs/{program.id}/rules/{rule.id}/edit",
+        data={
+            "name": "East only",
+            "field": "region",
+            "operator": "in",
+            "value": "East",
+        },
+    )
+    client.post("/auth/sign-out")
+
+    assert response.status_code == 302
+    # The save requested a programs run; without Redis it ran in-process.
+    assert not programs_seen_by("acme@example.test")
+    assert programs_seen_by("bolt@example.test")

@@ -85,7 +85,9 @@ def market(clean_app: Flask) -> SimpleNamespace:
 
 
 def run_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(Run)) or 0
+    """Assignment runs so far (each is followed by a programs run)."""
+    query = select(func.count()).select_from(Run).where(Run.kind == ASSIGNMENT_KIND)
+    return db.session.scalar(query) or 0
 
 
 # Partner ---------------------------------------------------------------------
@@ -377,7 +379,12 @@ def test_run_history_lists_runs_with_who_and_counts(
     rows = re.findall(
         r'<tr>\s*<td class="num"><a href="/territories/runs/(\d+)">', page
     )
-    assert rows == [str(failed.id), str(market.run + 1), str(market.run)]
+    newest_first = db.session.scalars(select(Run.id).order_by(Run.id.desc())).all()
+    assert rows == [str(run_id) for run_id in newest_first]
+    assert rows[0] == str(failed.id)
+    assert str(market.run) in rows
+    # Each assignment run was followed by a programs run, listed with its kind.
+    assert page.count("program eligibility") == 2
     assert "Test User" in page  # the admin who clicked the button
     assert "Command line" in page  # the fixture's run
     assert "RuntimeError: the database went away" in page
