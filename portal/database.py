@@ -6,7 +6,7 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import event
+from sqlalchemy import ColumnElement, event, func, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -72,3 +72,15 @@ class DatabaseCommandGroup(AppGroup):
                 f"The database could not be used: {reason}. Check DATABASE_URL and "
                 "that the database server is running, then try again."
             ) from None
+
+
+def round_cents(value: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """Round an amount half up to the cent, the same on both databases.
+
+    PostgreSQL's NUMERIC is exact. SQLite holds binary floats, where 18.275 is
+    a hair below itself: a nudge far below a cent's fraction restores the
+    half-up rounding of the exact (positive) value.
+    """
+    if dialect == "sqlite":
+        return func.round(value + literal(1e-9), 2)
+    return func.round(value, 2)

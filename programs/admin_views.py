@@ -1,9 +1,11 @@
 """Admin pages to define programs: their targeting rules, steps and tiers, and
 the training modules the steps point at.
 
-A change that targeting can see (a rule saved or deleted, a program activated,
-archived or given new dates) asks for an eligibility run, so that partners see
-the change without an admin having to think of it.
+A change that a programs run reads (a rule saved or deleted, a program
+activated, archived or given new dates, kind or KPI, a step added, moved,
+removed or made optional, tiers saved) asks for one, so that partners see the
+change without an admin having to think of it. Every form that changes a
+program carries the version it was opened with; a stale one is refused.
 """
 
 from __future__ import annotations
@@ -19,24 +21,28 @@ from flask import (
     Response,
     abort,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
+    send_file,
+    session,
     url_for,
 )
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 
 from portal.auth import roles_required
 from portal.extensions import db
 from portal.models import PartnerOrganisation, Role, User, utc_now
-from programs import editing, eligibility, targeting
+from portal.runs import Run, RunStatus
+from programs import editing, eligibility, targeting, training
 from programs.editing import EditRejected
 from programs.forms import (
     DIRECTION_LABELS,
     KIND_LABELS,
     KPI_LABELS,
+    ConfirmForm,
     LadderForm,
     ModuleForm,
     ProgramForm,
@@ -65,6 +71,9 @@ bp = Blueprint("programs_admin", __name__, url_prefix="/admin/programs")
 
 NEW_ROW = ConditionInput(targeting.TargetField.TERRITORY.value, "in", "")
 CONDITIONS_CHANGED = "conditions-changed"
+# The decimal separator an admin last chose for tiers, kept for their next visit.
+SEPARATOR_KEY = "tier_decimal_separator"
+RULE_GONE = "That rule no longer exists; it may have been deleted already."
 
 
 @bp.context_processor
@@ -95,9 +104,14 @@ def program_or_404(program_id: int) -> Program:
 
 
 def rule_or_404(program: Program, rule_id: int) -> ProgramRule:
+    """The program's rule; else a 404 showing the program's rules as they are now.
+
+    Usually another tab (or a second click) deleted it, so the page says so.
+    """
     rule = db.session.get(ProgramRule, rule_id)
     if rule is None or rule.program_id != program.id:
-        abort(404)
+        page, _status = render_program(program, rules_error=RULE_GONE)
+        abort(make_response(page, 404))
     return rule
 
 
@@ -132,13 +146,30 @@ def to_program(program_id: int, anchor: str | None = None) -> Any:
 
 
 def recompute_eligibility() -> None:
-    """Ask for an eligibility run after a change targeting can see."""
+    """Ask for a programs run after a change it reads."""
     run = request_eligibility_run(current_user)
-    flash(
-        f"Partner eligibility is being recomputed (run {run.id}); the partner "
-        "lists follow when it finishes.",
-        "info",
+    if run.status == RunStatus.SUCCEEDED:
+        flash(f"Partner eligibility was recomputed (run {run.id}).", "info")
+    elif run.status == RunStatus.FAILED:
+        flash(failed_run(run), "error")
+    else:
+        flash(
+            f"Partner eligibility is being recomputed (run {run.id}); the partner "
+            "lists follow when it finishes.",
+            "info",
+        )
+
+
+def failed_run(run: Run) -> str:
+    return (
+        f"Eligibility run {run.id} failed, so the partner lists may be out of "
+        "date; the runs page says why."
     )
+
+
+def seen_version() -> str:
+    """The program version the posted page was opened with."""
+    return request.form.get("version", "")
 
 
 # Programs --------------------------------------------------------------------
@@ -166,7 +197,12 @@ def recompute() -> Any:
     """Start an eligibility run now, or point at the one already active."""
     run, created = start_eligibility_run(current_user)
 
-    if created:
+    # Without a worker the run has already finished by now.
+    if created and run.status == RunStatus.SUCCEEDED:
+        flash(f"Eligibility run {run.id} finished.", "success")
+    elif created and run.status == RunStatus.FAILED:
+        flash(failed_run(run), "error")
+    elif created:
         flash(
             f"Eligibility run {run.id} started; its progress shows on the runs page.",
             "info",
@@ -208,7 +244,7 @@ def edit_program(program_id: int) -> Any:
         return render_program_form(form, program)
 
     try:
-        dates_changed = editing.update_program(
+        needs_run = editing.update_program(
             program, form.program_input(), form.version.data or "", current_user
         )
     except EditRejected as rejected:
@@ -216,7 +252,7 @@ def edit_program(program_id: int) -> Any:
         return render_program_form(form, program)
 
     flash(f"Program {program.name} was saved.", "success")
-    if dates_changed:
+    if needs_run:
         recompute_eligibility()
     return to_program(program.id)
 
@@ -255,8 +291,13 @@ def render_program(
     program: Program,
     step_form: StepForm | None = None,
     status_error: str | None = None,
+    steps_error: str | None = None,
+    rules_error: str | None = None,
 ) -> tuple[str, int]:
     """The program page; a refused action or step shows its message in place."""
+    if step_form is None:
+        fresh = StepForm(formdata=None)
+        fresh.version.data = str(program.version)
     rules = [
         RuleRow(
             rule,
@@ -274,11 +315,14 @@ def render_program(
         rules=rules,
         partners=eligible_partners(program),
         problems=editing.activation_problems(program),
-        step_form=step_form or StepForm(formdata=None),
+        step_form=step_form or fresh,
         status_error=status_error,
+        steps_error=steps_error,
+        rules_error=rules_error,
         today=today(),
     )
-    return page, 400 if step_form is not None or status_error else 200
+    refused = step_form is not None or status_error or steps_error or rules_error
+    return page, 400 if refused else 200
 
 
 def eligible_partners(program: Program) -> list[tuple[str, list[str]]]:
@@ -303,33 +347,46 @@ def eligible_partners(program: Program) -> list[tuple[str, list[str]]]:
 @roles_required(Role.ADMIN)
 def activate_program(program_id: int) -> Any:
     """Activate the program, unless something it needs is missing."""
-    return _change_status(program_id, editing.activate_program, "is active")
+    return _change_status(
+        program_id, editing.activate_program, "is active", "is already active"
+    )
 
 
 @bp.post("/<int:program_id>/archive")
 @roles_required(Role.ADMIN)
 def archive_program(program_id: int) -> Any:
     """Archive the program; who took part stays on record."""
-    return _change_status(program_id, editing.archive_program, "was archived")
+    return _change_status(
+        program_id, editing.archive_program, "was archived", "is already archived"
+    )
 
 
 @bp.post("/<int:program_id>/draft")
 @roles_required(Role.ADMIN)
 def reopen_program(program_id: int) -> Any:
     """Put the program back to draft, where partners no longer see it."""
-    return _change_status(program_id, editing.reopen_program, "is a draft again")
+    return _change_status(
+        program_id, editing.reopen_program, "is a draft again", "is already a draft"
+    )
 
 
 def _change_status(
-    program_id: int, change: Callable[[Program, User], None], outcome: str
+    program_id: int,
+    change: Callable[[Program, str, User], bool],
+    outcome: str,
+    already: str,
 ) -> Any:
     program = program_or_404(program_id)
 
     try:
-        change(program, current_user)
+        changed = change(program, seen_version(), current_user)
     except EditRejected as rejected:
         return render_program(program, status_error=str(rejected))
 
+    if not changed:
+        # Nothing moved, so no run: a second click, or another tab did it.
+        flash(f"Program {program.name} {already}; nothing changed.", "info")
+        return to_program(program.id)
     flash(f"Program {program.name} {outcome}.", "success")
     recompute_eligibility()
     return to_program(program.id)
@@ -345,11 +402,15 @@ def new_rule(program_id: int) -> Any:
     program = program_or_404(program_id)
     form = RuleForm()
     rows = condition_rows(request.form) if request.method == "POST" else [NEW_ROW]
+    if request.method == "GET":
+        form.version.data = str(program.version)
     if not form.validate_on_submit():
         return render_rule_form(form, program, None, rows)
 
     try:
-        rule = editing.add_rule(program, rule_input(form, rows), current_user)
+        rule = editing.add_rule(
+            program, rule_input(form, rows), form.version.data or "", current_user
+        )
     except EditRejected as rejected:
         show_errors(form, rejected)
         return render_rule_form(form, program, None, rows, rejected)
@@ -370,11 +431,14 @@ def edit_rule(program_id: int, rule_id: int) -> Any:
         rows = condition_rows(request.form)
     else:
         rows = editing.stored_rows(rule)
+        form.version.data = str(program.version)
     if not form.validate_on_submit():
         return render_rule_form(form, program, rule, rows)
 
     try:
-        editing.update_rule(rule, rule_input(form, rows), current_user)
+        editing.update_rule(
+            rule, rule_input(form, rows), form.version.data or "", current_user
+        )
     except EditRejected as rejected:
         show_errors(form, rejected)
         return render_rule_form(form, program, rule, rows, rejected)
@@ -390,23 +454,35 @@ def delete_rule(program_id: int, rule_id: int) -> Any:
     """Ask to confirm, then delete the targeting rule."""
     program = program_or_404(program_id)
     rule = rule_or_404(program, rule_id)
-    form = FlaskForm()
+    form = ConfirmForm()
+    if request.method == "GET":
+        form.version.data = str(program.version)
     if not form.validate_on_submit():
-        page = render_template(
-            "programs/admin/confirm_delete_rule.html",
-            form=form,
-            program=program,
-            rule=rule,
-            words=rule_words(rule),
-        )
-        return page, status_code()
+        return render_delete_rule(form, program, rule)
 
     name = rule.name
-    editing.delete_rule(rule, current_user)
+    try:
+        editing.delete_rule(rule, form.version.data or "", current_user)
+    except EditRejected as rejected:
+        show_errors(form, rejected)
+        return render_delete_rule(form, program, rule_or_404(program, rule_id))
 
     flash(f"Rule {name} was deleted from {program.name}.", "success")
     recompute_eligibility()
     return to_program(program.id, "rules")
+
+
+def render_delete_rule(
+    form: ConfirmForm, program: Program, rule: ProgramRule
+) -> tuple[str, int]:
+    page = render_template(
+        "programs/admin/confirm_delete_rule.html",
+        form=form,
+        program=program,
+        rule=rule,
+        words=rule_words(rule),
+    )
+    return page, status_code()
 
 
 def rule_words(rule: ProgramRule) -> str:
@@ -434,7 +510,7 @@ def render_rule_form(
         },
         conditions_error=rejected.errors.get("conditions") if rejected else None,
         # A fresh form has one empty row: no preview until something is typed.
-        preview=editing.preview_rule(rows)
+        preview=editing.preview_rule(rows, form.name.data or "")
         if rule is not None or request.method == "POST"
         else None,
         **row_choices(),
@@ -484,7 +560,9 @@ def condition_row() -> Response:
 @roles_required(Role.ADMIN)
 def preview_rule() -> str:
     """Who the rule being edited would target now; nothing is saved."""
-    preview = editing.preview_rule(condition_rows(request.form))
+    preview = editing.preview_rule(
+        condition_rows(request.form), request.form.get("name", "")
+    )
 
     return render_template("programs/admin/_preview.html", preview=preview)
 
@@ -502,12 +580,16 @@ def add_step(program_id: int) -> Any:
         return render_program(program, step_form=form)
 
     try:
-        step = editing.add_step(program, form.step_input(), current_user)
+        step = editing.add_step(
+            program, form.step_input(), form.version.data or "", current_user
+        )
     except EditRejected as rejected:
         show_errors(form, rejected)
         return render_program(program, step_form=form)
 
     flash(f"Step {step.label} was added.", "success")
+    # Required steps decide onboarding statuses, which rules can test.
+    recompute_eligibility()
     return to_program(program.id, "steps")
 
 
@@ -519,9 +601,13 @@ def remove_step(program_id: int, step_id: int) -> Any:
     step = step_or_404(program, step_id)
     label = step.label
 
-    editing.remove_step(step, current_user)
+    try:
+        editing.remove_step(step, seen_version(), current_user)
+    except EditRejected as rejected:
+        return render_program(program, steps_error=str(rejected))
 
     flash(f"Step {label} was removed.", "success")
+    recompute_eligibility()
     return to_program(program.id, "steps")
 
 
@@ -531,9 +617,15 @@ def move_step(program_id: int, step_id: int, direction: str) -> Any:
     """Move a step one place up or down."""
     program = program_or_404(program_id)
     step = step_or_404(program, step_id)
+    offset = -1 if direction == "up" else 1
 
-    editing.move_step(step, -1 if direction == "up" else 1, current_user)
+    try:
+        moved = editing.move_step(step, offset, seen_version(), current_user)
+    except EditRejected as rejected:
+        return render_program(program, steps_error=str(rejected))
 
+    if moved:
+        recompute_eligibility()
     return to_program(program.id, "steps")
 
 
@@ -545,9 +637,13 @@ def set_step_required(program_id: int, step_id: int) -> Any:
     step = step_or_404(program, step_id)
     required = request.form.get("required") == "1"
 
-    editing.set_step_required(step, required, current_user)
+    try:
+        editing.set_step_required(step, required, seen_version(), current_user)
+    except EditRejected as rejected:
+        return render_program(program, steps_error=str(rejected))
 
     flash(f"Step {step.label} is {'required' if required else 'optional'}.", "success")
+    recompute_eligibility()
     return to_program(program.id, "steps")
 
 
@@ -565,20 +661,34 @@ def edit_tiers(program_id: int) -> Any:
     if request.method == "POST":
         rows = tier_rows(request.form)
     else:
-        rows = [*stored_tier_rows(program.tiers), editing.TierInput()]
+        separator = chosen_separator()
+        form.decimal_separator.data = separator
+        form.version.data = str(program.version)
+        rows = [*stored_tier_rows(program.tiers, separator), editing.TierInput()]
     if not form.validate_on_submit():
         return render_tiers(form, program, rows)
 
     try:
-        editing.replace_tiers(program, ladder_input(form, rows), current_user)
+        editing.replace_tiers(
+            program, ladder_input(form, rows), form.version.data or "", current_user
+        )
     except EditRejected as rejected:
         show_errors(form, rejected)
         return render_tiers(form, program, rows, rejected)
 
+    session[SEPARATOR_KEY] = form.decimal_separator.data
     flash(f"The tiers of {program.name} were saved.", "success")
     # Standings, and rules testing a partner's tier, follow the new ladder.
     recompute_eligibility()
     return to_program(program.id, "tiers")
+
+
+def chosen_separator() -> str:
+    """The separator asked for, else the one the admin last used, else point."""
+    for candidate in (request.args.get("separator"), session.get(SEPARATOR_KEY)):
+        if candidate in editing.SEPARATORS:
+            return str(candidate)
+    return "point"
 
 
 def render_tiers(
@@ -594,6 +704,7 @@ def render_tiers(
         rows=rows,
         row_errors=rejected.row_errors if rejected else {},
         tiers_error=rejected.errors.get("tiers") if rejected else None,
+        version_error=rejected.errors.get("version") if rejected else None,
     )
     return page, status_code()
 
@@ -604,6 +715,29 @@ def tier_row() -> str:
     """An empty tier row; htmx appends it to the ladder."""
     return render_template(
         "programs/admin/_tier_row.html", row=editing.TierInput(), errors={}
+    )
+
+
+@bp.post("/tiers/rows")
+@roles_required(Role.ADMIN)
+def tier_rows_in_separator() -> str:
+    """The ladder's rows rewritten for the separator just chosen; nothing is saved.
+
+    htmx asks when the separator changes, so that the numbers on the page (the
+    stored ones and those typed) follow the choice; it is remembered too.
+    """
+    typed_in = request.form.get("rows_separator", "point")
+    wanted = request.form.get("decimal_separator", "point")
+    rows = editing.rows_in_separator(tier_rows(request.form), typed_in, wanted)
+    if wanted in editing.SEPARATORS:
+        session[SEPARATOR_KEY] = wanted
+
+    return render_template(
+        "programs/admin/_tier_rows.html",
+        rows=rows,
+        row_errors={},
+        rows_separator=wanted if wanted in editing.SEPARATORS else typed_in,
+        oob=True,
     )
 
 
@@ -660,7 +794,13 @@ def edit_module(module_id: int) -> Any:
         return render_module_form(form, module)
 
     try:
-        editing.update_module(module, form.module_input(), form.file.data, current_user)
+        editing.update_module(
+            module,
+            form.module_input(),
+            form.file.data,
+            form.fingerprint.data or "",
+            current_user,
+        )
     except EditRejected as rejected:
         show_errors(form, rejected)
         return render_module_form(form, module)
@@ -669,16 +809,37 @@ def edit_module(module_id: int) -> Any:
     return redirect(url_for("programs_admin.modules"))
 
 
+@bp.get("/modules/<int:module_id>/file")
+@roles_required(Role.ADMIN)
+def module_file(module_id: int) -> Any:
+    """Download the module's attached file, as partners get it."""
+    module = module_or_404(module_id)
+    if not module.file_stored_as:
+        abort(404)
+
+    try:
+        path = training.module_file_path(module.file_stored_as)
+    except training.ModuleFileError:
+        abort(404)
+    if not path.is_file():
+        logger.warning("File %s of module %s is missing", path.name, module.id)
+        abort(404)
+
+    return send_file(
+        path,
+        as_attachment=True,
+        download_name=editing.attachment_name(module.file_name),
+    )
+
+
 def render_module_form(
     form: ModuleForm, module: TrainingModule | None
 ) -> tuple[str, int]:
-    from programs.training import render_markdown
-
     page = render_template(
         "programs/admin/module_form.html",
         form=form,
         module=module,
-        body_html=render_markdown(form.body.data or ""),
+        body_html=training.render_markdown(form.body.data or ""),
     )
     return page, status_code()
 
@@ -687,13 +848,11 @@ def render_module_form(
 @roles_required(Role.ADMIN)
 def preview_markdown() -> str:
     """The module text as partners will see it; htmx refreshes it while typing."""
-    from programs.training import render_markdown
-
     body = request.form.get("body", "")
     too_long = len(body) > editing.LONG_TEXT_MAX
 
     return render_template(
         "programs/admin/_markdown_preview.html",
-        body_html=None if too_long else render_markdown(body),
+        body_html=None if too_long else training.render_markdown(body),
         too_long=too_long,
     )

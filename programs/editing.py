@@ -6,11 +6,19 @@ nothing unless all of it is valid; the writes then happen in one transaction. A
 refusal is raised as :class:`EditRejected`, whose messages name the field (or the
 row and field) to fix. Eligibility is not touched here: the views ask for an
 eligibility run after a change that targeting can see.
+
+Every change to a program, its rules, steps or tiers first locks the program's
+row and compares its version with the one the admin's page showed (see
+:func:`lock_program`), then moves the version on: two admins saving the same
+program from two tabs never silently overwrite each other.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal.extensions import db
-from portal.models import User, utc_now
+from portal.models import PartnerOrganisation, User, utc_now
 from programs import targeting
 from programs.models import (
     Kpi,
@@ -38,7 +46,12 @@ from programs.models import (
     Tier,
     TrainingModule,
 )
-from territory_rules.conditions import ConditionError, ConditionSpec
+from territory_rules.conditions import (
+    ConditionError,
+    ConditionSpec,
+    comparable_text,
+    comparable_value,
+)
 from territory_rules.editing import ConditionInput
 
 if TYPE_CHECKING:
@@ -56,15 +69,32 @@ PASS_MARK_RANGE = (1, 100)
 # What the tier columns hold: NUMERIC(16, 4) thresholds, NUMERIC(8, 4) multipliers.
 DECIMAL_PLACES = 4
 THRESHOLD_LIMIT = Decimal(10) ** 12
-MULTIPLIER_LIMIT = Decimal(10_000)
+MULTIPLIER_MAX = Decimal(100)
 BONUS_LIMIT = 1_000_000_000
 SEPARATORS = {"point": ".", "comma": ","}
+KIND_NOUNS = {
+    ProgramKind.ONBOARDING.value: "An onboarding program",
+    ProgramKind.TRAINING.value: "A training program",
+    ProgramKind.CAMPAIGN.value: "A campaign",
+}
+# Beyond this a rule is hard to read; two rules (joined by OR) say it better.
+MAX_CONDITIONS = 20
 FIRST_SALE_TITLE = "First sale registered"
 KINDS = {kind.value for kind in ProgramKind}
 KPIS = {kpi.value for kpi in Kpi}
 DIRECTIONS = {direction.value for direction in KpiDirection}
+LOWER_ONLY_FOR_AVERAGE = (
+    "Lower is better only suits the average sale. A sum or count of sales, "
+    "completed modules and new accounts only grow during the program, so every "
+    "partner would start in the top tier and fall out of it; choose higher is "
+    "better, or the average sale as KPI."
+)
 STALE = (
     "Someone else changed this program since you opened it. Reload to see their "
+    "changes, then make yours again."
+)
+STALE_MODULE = (
+    "Someone else changed this module since you opened it. Reload to see their "
     "changes, then make yours again."
 )
 
@@ -136,6 +166,42 @@ def _commit_program(program: Program) -> None:
         raise EditRejected({"version": STALE}) from None
 
 
+def lock_program(program: Program, seen_version: str | None) -> None:
+    """Hold the program's row until the transaction ends; check the page's version.
+
+    Saves of one program then happen one after the other: PostgreSQL makes a
+    second ``SELECT ... FOR UPDATE`` wait for the first save's commit, and
+    SQLite lets one writer in at a time (a save that slipped in between is
+    caught by the version at commit). What the save checks (the steps already
+    there, the rule names taken) is read afresh after the lock.
+
+    :raise EditRejected: under ``version`` when the program changed since the
+        page showing ``seen_version`` was opened; nothing is kept locked then.
+    """
+    _lock(program)
+    if (seen_version or "").strip() != str(program.version):
+        raise _refused({"version": STALE})
+
+
+def _lock(program: Program) -> None:
+    # Objects loaded before the lock may hold what another save has replaced.
+    db.session.expire_all()
+    db.session.refresh(program, with_for_update=True)
+
+
+def _touch(program: Program) -> None:
+    """Move the program's version on: pages opened before this save are stale."""
+    program.updated_at_utc = utc_now()
+
+
+def _refused(
+    errors: dict[str, str], row_errors: dict[int, dict[str, str]] | None = None
+) -> EditRejected:
+    """The refusal to raise once the transaction (and the lock) is let go."""
+    db.session.rollback()
+    return EditRejected(errors, row_errors)
+
+
 # Programs --------------------------------------------------------------------
 
 
@@ -181,22 +247,34 @@ def update_program(
 ) -> bool:
     """Save a program edited from the page showing ``seen_version``.
 
-    Returns whether its dates changed, which changes who it targets.
+    Returns whether a programs run must follow: new dates change who it
+    targets, a new kind whether its steps count for onboarding, a new KPI or
+    direction the standings (which rules can test).
     :raise EditRejected: also when the program changed since that page was shown.
     """
-    if seen_version.strip() != str(program.version):
-        raise EditRejected({"version": STALE})
-    values = _check_program(program, data)
-    dates_changed = (program.starts_on, program.ends_on) != (
-        values.starts_on,
-        values.ends_on,
-    )
+    lock_program(program, seen_version)
+    try:
+        values = _check_program(program, data)
+    except EditRejected as rejected:
+        raise _refused(rejected.errors) from None
+    needs_run = _run_relevant(program) != _run_relevant(values)
 
     _apply(program, values)
     _commit_program(program)
 
     logger.info("%s updated program %s (%s)", user.email, program.id, program.name)
-    return dates_changed
+    return needs_run
+
+
+def _run_relevant(program: Program | _ProgramValues) -> tuple[Any, ...]:
+    """What a programs run reads from the program itself."""
+    return (
+        program.starts_on,
+        program.ends_on,
+        program.kind,
+        program.kpi,
+        program.kpi_direction,
+    )
 
 
 def _apply(program: Program, values: _ProgramValues) -> None:
@@ -284,6 +362,8 @@ def _check_kpi(
         errors["kpi"] = "Choose what the tiers measure from the list."
     if direction not in DIRECTIONS:
         errors["kpi_direction"] = "Choose whether higher or lower values are better."
+    elif direction == KpiDirection.LOWER_IS_BETTER and kpi != Kpi.SALES_AVERAGE:
+        errors["kpi_direction"] = LOWER_ONLY_FOR_AVERAGE
     elif program is not None and program.tiers and direction != program.kpi_direction:
         # The ladder's order depends on the direction: keep them consistent.
         problems = _ladder_problems(
@@ -314,6 +394,12 @@ def activation_problems(program: Program) -> list[str]:
                 "An incentive program needs at least one tier before it can be "
                 "activated; add its tiers first."
             )
+    elif not program.steps:
+        noun = KIND_NOUNS.get(program.kind, "A program")
+        problems.append(
+            f"{noun} needs at least one step before it can be activated; add a "
+            "training module, a task or the first sale under Steps."
+        )
     if not program.rules:
         problems.append(
             "A program needs at least one targeting rule before it can be "
@@ -322,31 +408,43 @@ def activation_problems(program: Program) -> list[str]:
     return problems
 
 
-def activate_program(program: Program, user: User) -> None:
-    """Make the program active.
+def activate_program(program: Program, seen_version: str, user: User) -> bool:
+    """Make the program active; False when it already was (nothing is done then).
 
-    :raise EditRejected: with the reasons under ``status`` when it is not ready.
+    :raise EditRejected: with the reasons under ``status`` when it is not ready,
+        or under ``version`` when the page showing ``seen_version`` is stale.
     """
-    problems = activation_problems(program)
-    if problems:
-        raise EditRejected({"status": " ".join(problems)})
-    _set_status(program, ProgramStatus.ACTIVE, user)
+    return _set_status(program, ProgramStatus.ACTIVE, seen_version, user)
 
 
-def archive_program(program: Program, user: User) -> None:
+def archive_program(program: Program, seen_version: str, user: User) -> bool:
     """Archive the program; its eligibility rows stay as its history."""
-    _set_status(program, ProgramStatus.ARCHIVED, user)
+    return _set_status(program, ProgramStatus.ARCHIVED, seen_version, user)
 
 
-def reopen_program(program: Program, user: User) -> None:
+def reopen_program(program: Program, seen_version: str, user: User) -> bool:
     """Put the program back to draft."""
-    _set_status(program, ProgramStatus.DRAFT, user)
+    return _set_status(program, ProgramStatus.DRAFT, seen_version, user)
 
 
-def _set_status(program: Program, status: ProgramStatus, user: User) -> None:
+def _set_status(
+    program: Program, status: ProgramStatus, seen_version: str, user: User
+) -> bool:
+    # Checked on the locked row: a second click, or another tab that already
+    # made the same change, is not an error and needs no programs run.
+    _lock(program)
+    if program.status == status:
+        db.session.rollback()
+        return False
+    if (seen_version or "").strip() != str(program.version):
+        raise _refused({"version": STALE})
+    problems = activation_problems(program) if status == ProgramStatus.ACTIVE else []
+    if problems:
+        raise _refused({"status": " ".join(problems)})
+
     previous = program.status
     program.status = status.value
-    program.updated_at_utc = utc_now()
+    _touch(program)
     _commit_program(program)
 
     logger.info(
@@ -357,6 +455,7 @@ def _set_status(program: Program, status: ProgramStatus, user: User) -> None:
         previous,
         status.value,
     )
+    return True
 
 
 # Targeting rules -------------------------------------------------------------
@@ -381,14 +480,18 @@ class RulePreview:
         return self.has_conditions and not self.row_errors
 
 
-def add_rule(program: Program, data: RuleInput, user: User) -> ProgramRule:
+def add_rule(
+    program: Program, data: RuleInput, seen_version: str, user: User
+) -> ProgramRule:
     """Add a targeting rule with its conditions to the program."""
-    name, specs = _check_rule(data)
+    lock_program(program, seen_version)
+    name, specs = _check_rule(program, None, data)
 
     rule = ProgramRule(program=program, name=name)
     rule.conditions = [_condition(spec) for spec in specs]
     db.session.add(rule)
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s added targeting rule %s (%s) to program %s: %s",
@@ -401,13 +504,18 @@ def add_rule(program: Program, data: RuleInput, user: User) -> ProgramRule:
     return rule
 
 
-def update_rule(rule: ProgramRule, data: RuleInput, user: User) -> None:
+def update_rule(
+    rule: ProgramRule, data: RuleInput, seen_version: str, user: User
+) -> None:
     """Replace a targeting rule's name and conditions."""
-    name, specs = _check_rule(data)
+    program = rule.program
+    lock_program(program, seen_version)
+    name, specs = _check_rule(program, rule, data)
 
     rule.name = name
     rule.conditions = [_condition(spec) for spec in specs]
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s updated targeting rule %s (%s) of program %s: %s",
@@ -419,30 +527,44 @@ def update_rule(rule: ProgramRule, data: RuleInput, user: User) -> None:
     )
 
 
-def delete_rule(rule: ProgramRule, user: User) -> None:
+def delete_rule(rule: ProgramRule, seen_version: str, user: User) -> None:
     """Delete a targeting rule; the eligibility rows it made go with it."""
-    rule_id, name, program_id = rule.id, rule.name, rule.program_id
+    program = rule.program
+    lock_program(program, seen_version)
+    rule_id, name = rule.id, rule.name
 
     db.session.delete(rule)
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s deleted targeting rule %s (%s) of program %s",
         user.email,
         rule_id,
         name,
-        program_id,
+        program.id,
     )
 
 
-def preview_rule(rows: Sequence[ConditionInput]) -> RulePreview:
-    """The partners a rule with these condition rows would target now."""
+def preview_rule(rows: Sequence[ConditionInput], name: str = "") -> RulePreview:
+    """The partners a rule with these condition rows would target now.
+
+    The reasons name the rule by ``name`` as typed, or "this rule" without one.
+    """
     specs, errors = check_conditions(rows)
     if errors or not rows:
         return RulePreview([], errors, bool(rows))
     # ConditionSpec is frozen: its fields are read-only, which the protocol
     # targeting declares does not say, so the type checker is told here.
-    return RulePreview(targeting.preview([specs]), {}, True)
+    targets = targeting.preview([specs])
+    label = f"Rule “{name.strip()}”" if name.strip() else "This rule"
+    return RulePreview([_named(target, label) for target in targets], {}, True)
+
+
+def _named(target: targeting.Target, label: str) -> targeting.Target:
+    # targeting.preview numbers the rules it is given; one rule is "rule 1".
+    reasons = [re.sub(r"^[Rr]ule 1\b", lambda _m: label, r) for r in target.reasons]
+    return targeting.Target(target.organisation_id, target.organisation_name, reasons)
 
 
 def check_conditions(
@@ -453,10 +575,52 @@ def check_conditions(
     errors: dict[int, str] = {}
     for index, row in enumerate(rows):
         try:
-            specs.append(targeting.parse_target(row.field, row.operator, row.value))
+            specs.append(_parse_condition(row))
         except ConditionError as error:
             errors[index] = str(error)
     return specs, errors
+
+
+# What a range of each field looks like; the shared parser's own example is a
+# postal-code range, which says nothing to an admin typing an amount.
+RANGE_EXAMPLES = {
+    targeting.TargetField.TERRITORY_POTENTIAL.value: (
+        "e.g. 50000.. or ..20000 or 10000..90000"
+    ),
+    targeting.TargetField.TERRITORY_ACCOUNTS.value: "e.g. 50.. or ..20 or 10..90",
+}
+
+
+def _parse_condition(row: ConditionInput) -> ConditionSpec:
+    """:raise ConditionError: with a message fit for the field typed."""
+    example = RANGE_EXAMPLES.get(row.field)
+    if example and row.operator == "between" and ".." not in (row.value or ""):
+        raise ConditionError(f"Write a range as low..high, {example}.")
+    spec = targeting.parse_target(row.field, row.operator, row.value)
+    if spec.field == targeting.TargetField.PARTNER_TYPE:
+        _check_partner_types(spec.value)
+    return spec
+
+
+def _check_partner_types(values: Sequence[str]) -> None:
+    """:raise ConditionError: for a type no partner organisation has."""
+    column = PartnerOrganisation.__table__.c.partner_type
+    folded = comparable_text(column)
+    rows = db.session.execute(
+        select(folded, func.min(func.trim(column)))
+        .where(column.is_not(None))
+        .group_by(folded)
+    ).all()
+    known = {key: shown for key, shown in rows if key}
+    unknown = [value for value in values if comparable_value(value) not in known]
+    if not unknown:
+        return
+    listed = ", ".join(sorted(known.values(), key=str.lower)) or "none yet"
+    raise ConditionError(
+        f"No partner organisation has the type "
+        f"{', '.join(repr(value) for value in unknown)}; the partner types in use "
+        f"are: {listed}."
+    )
 
 
 def stored_rows(rule: ProgramRule) -> list[ConditionInput]:
@@ -467,19 +631,43 @@ def stored_rows(rule: ProgramRule) -> list[ConditionInput]:
     ]
 
 
-def _check_rule(data: RuleInput) -> tuple[str, list[ConditionSpec]]:
+def _check_rule(
+    program: Program, rule: ProgramRule | None, data: RuleInput
+) -> tuple[str, list[ConditionSpec]]:
+    """The rule's name and conditions; run with the program locked.
+
+    :raise EditRejected: after letting the lock go.
+    """
     errors: dict[str, str] = {}
     name = _text(
         data.name, "name", errors, missing="Enter a name for the rule.", limit=NAME_MAX
     )
+    if "name" not in errors and _rule_name_used(program, rule, name):
+        errors["name"] = (
+            f"{program.name} already has a rule named {name!r}; give this rule "
+            "a name of its own."
+        )
     specs, condition_errors = check_conditions(data.conditions)
     if not data.conditions:
         errors["conditions"] = "Add at least one condition to the rule."
+    elif len(data.conditions) > MAX_CONDITIONS:
+        errors["conditions"] = (
+            f"A rule can have at most {MAX_CONDITIONS} conditions; this one has "
+            f"{len(data.conditions)}. Split it into rules of their own: a partner "
+            "is in the program when any of its rules matches."
+        )
 
     if errors or condition_errors:
         rows = {i: {"condition": m} for i, m in condition_errors.items()}
-        raise EditRejected(errors, rows)
+        raise _refused(errors, rows)
     return name, specs
+
+
+def _rule_name_used(program: Program, rule: ProgramRule | None, name: str) -> bool:
+    folded = name.casefold()
+    return any(
+        other.name.casefold() == folded for other in program.rules if other is not rule
+    )
 
 
 def _condition(spec: ConditionSpec) -> ProgramCondition:
@@ -503,8 +691,15 @@ class StepInput:
     required: bool = True
 
 
-def add_step(program: Program, data: StepInput, user: User) -> ProgramStep:
-    """Add a step at the end of the program's steps."""
+def add_step(
+    program: Program, data: StepInput, seen_version: str, user: User
+) -> ProgramStep:
+    """Add a step at the end of the program's steps.
+
+    The steps already there are read with the program locked, so that two
+    admins adding the same module (or a first sale) at once cannot both succeed.
+    """
+    lock_program(program, seen_version)
     errors: dict[str, str] = {}
     module, title = None, None
     if data.kind == StepKind.MODULE:
@@ -521,17 +716,23 @@ def add_step(program: Program, data: StepInput, user: User) -> ProgramStep:
     elif data.kind == StepKind.FIRST_SALE:
         title = _text(data.title, "title", errors, missing=None, limit=NAME_MAX)
         title = title or FIRST_SALE_TITLE
+        if any(step.kind == StepKind.FIRST_SALE for step in program.steps):
+            errors["kind"] = (
+                "This program already has a first-sale step; a partner makes its "
+                "first sale only once."
+            )
     else:
         errors["kind"] = "Choose the kind of step from the list."
     if errors:
-        raise EditRejected(errors)
+        raise _refused(errors)
 
     step = ProgramStep(
         kind=data.kind, module=module, title=title, required=data.required
     )
     program.steps.append(step)
     _renumber(program.steps)
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s added step %s (%s) to program %s",
@@ -556,13 +757,16 @@ def _check_step_module(
     return module
 
 
-def remove_step(step: ProgramStep, user: User) -> None:
+def remove_step(step: ProgramStep, seen_version: str, user: User) -> None:
     """Remove a step; the remaining steps close up."""
-    program, label, step_id = step.program, step.label, step.id
+    program = step.program
+    lock_program(program, seen_version)
+    label, step_id = step.label, step.id
 
     program.steps.remove(step)
     _renumber(program.steps)
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s removed step %s (%s) from program %s",
@@ -573,17 +777,21 @@ def remove_step(step: ProgramStep, user: User) -> None:
     )
 
 
-def move_step(step: ProgramStep, offset: int, user: User) -> bool:
+def move_step(step: ProgramStep, offset: int, seen_version: str, user: User) -> bool:
     """Move a step ``offset`` places (-1 up, 1 down); False when at an end."""
-    steps = list(step.program.steps)
+    program = step.program
+    lock_program(program, seen_version)
+    steps = list(program.steps)
     index = steps.index(step)
     target = index + offset
     if not 0 <= target < len(steps):
+        db.session.rollback()
         return False
 
     steps[index], steps[target] = steps[target], steps[index]
     _renumber(steps)
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s moved step %s of program %s to place %s",
@@ -595,9 +803,15 @@ def move_step(step: ProgramStep, offset: int, user: User) -> bool:
     return True
 
 
-def set_step_required(step: ProgramStep, required: bool, user: User) -> None:
+def set_step_required(
+    step: ProgramStep, required: bool, seen_version: str, user: User
+) -> None:
+    program = step.program
+    lock_program(program, seen_version)
+
     step.required = required
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s made step %s of program %s %s",
@@ -657,12 +871,18 @@ class _TierValues:
     bonus_points: int | None
 
 
-def replace_tiers(program: Program, data: LadderInput, user: User) -> None:
+def replace_tiers(
+    program: Program, data: LadderInput, seen_version: str, user: User
+) -> None:
     """Replace the program's tiers with the ladder, all or nothing.
 
     A tier keeping its name keeps its row, so standings still point at it.
     """
-    values = _check_ladder(program, data)
+    lock_program(program, seen_version)
+    try:
+        values = _check_ladder(program, data)
+    except EditRejected as rejected:
+        raise _refused(rejected.errors, rejected.row_errors) from None
 
     kept = {v.name for v in values}
     for tier in [t for t in program.tiers if t.name not in kept]:
@@ -674,7 +894,8 @@ def replace_tiers(program: Program, data: LadderInput, user: User) -> None:
         _tier(by_name.get(v.name) or Tier(), v, position)
         for position, v in enumerate(values)
     ]
-    db.session.commit()
+    _touch(program)
+    _commit_program(program)
 
     logger.info(
         "%s set the tiers of program %s to %s",
@@ -766,19 +987,8 @@ def _check_tier(
         missing="Enter the KPI value that reaches this tier.",
         limit=THRESHOLD_LIMIT,
     )
-    multiplier = _amount(
-        row.multiplier,
-        separator,
-        "multiplier",
-        problems,
-        missing=None,
-        limit=MULTIPLIER_LIMIT,
-    )
-    if multiplier is not None and multiplier <= 0:
-        problems["multiplier"] = (
-            "Enter a points multiplier above zero, e.g. 1.5, or leave it empty."
-        )
-    bonus = _bonus_points(row.bonus_points, problems)
+    multiplier = _multiplier(row.multiplier, separator, problems)
+    bonus = _bonus_points(row.bonus_points, separator, problems)
     benefits = _text(
         row.benefits,
         "benefits",
@@ -822,15 +1032,64 @@ def _amount(
     return value
 
 
-def _bonus_points(raw: str, problems: dict[str, str]) -> int | None:
+def _multiplier(raw: str, separator: str, problems: dict[str, str]) -> Decimal | None:
+    """A points multiplier: above 0, at most 100, in the chosen decimal syntax."""
     text = (raw or "").strip()
     if not text:
         return None
+    value = _plain_decimal(text, separator)
+    other = "," if separator == "." else "."
+    if value is None and _plain_decimal(text, other) is not None:
+        problems["multiplier"] = (
+            f"{raw!r} looks like it uses a decimal {_SEPARATOR_WORDS[other]}: "
+            f"choose the {_SEPARATOR_WORDS[other]} as decimal separator, or write "
+            f"{text.replace(other, separator)}."
+        )
+    elif value is None or value <= 0:
+        problems["multiplier"] = (
+            f"A points multiplier is a number above 0, such as 1{separator}5; "
+            "leave it empty for none."
+        )
+    elif value > MULTIPLIER_MAX:
+        problems["multiplier"] = (
+            f"A points multiplier is at most {MULTIPLIER_MAX}, such as 1{separator}5."
+        )
+    elif value != value.quantize(Decimal(1).scaleb(-DECIMAL_PLACES)):
+        problems["multiplier"] = (
+            f"A points multiplier has at most {DECIMAL_PLACES} decimal places, "
+            f"such as 1{separator}25."
+        )
+    else:
+        return value
+    return None
+
+
+_SEPARATOR_WORDS = {".": "point", ",": "comma"}
+
+
+def _plain_decimal(text: str, separator: str) -> Decimal | None:
+    """Digits with at most one ``separator`` and no grouping, sign or exponent."""
+    point = re.escape(separator)
+    if not re.fullmatch(rf"[0-9]+(?:{point}[0-9]+)?|{point}[0-9]+", text):
+        return None
+    return Decimal(text.replace(separator, "."))
+
+
+def _bonus_points(raw: str, separator: str, problems: dict[str, str]) -> int | None:
+    """Whole points; thousands may be grouped as the decimal separator implies."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    grouping = re.escape("," if separator == "." else ".")
+    if re.fullmatch(rf"[0-9]{{1,3}}(?:{grouping}[0-9]{{3}})+", text):
+        text = re.sub("[^0-9]", "", text)
     number = _whole_number(text)
-    if number is None or number > BONUS_LIMIT:
+    if number is None:
         problems["bonus_points"] = (
             "Enter the bonus points as a whole number, e.g. 500, or leave it empty."
         )
+    elif number > BONUS_LIMIT:
+        problems["bonus_points"] = f"Bonus points are at most {BONUS_LIMIT:,}."
     return number
 
 
@@ -844,6 +1103,40 @@ def amount_text(value: Decimal | None, decimal_separator: str = "point") -> str:
     return text
 
 
+def rows_in_separator(
+    rows: Sequence[TierInput], typed_in: str, wanted: str
+) -> list[TierInput]:
+    """The ladder's rows with their numbers rewritten for another decimal separator.
+
+    A number that cannot be read in ``typed_in`` is left as typed, so that its
+    message shows when the ladder is saved.
+    """
+    if typed_in not in SEPARATORS or wanted not in SEPARATORS or typed_in == wanted:
+        return list(rows)
+    return [
+        TierInput(
+            name=row.name,
+            threshold=_rewritten(row.threshold, typed_in, wanted),
+            benefits=row.benefits,
+            multiplier=_rewritten(row.multiplier, typed_in, wanted),
+            bonus_points=_rewritten(row.bonus_points, typed_in, wanted),
+        )
+        for row in rows
+    ]
+
+
+def _rewritten(raw: str, typed_in: str, wanted: str) -> str:
+    from programs.tiers import TierError, parse_amount
+
+    if not (raw or "").strip():
+        return raw
+    try:
+        value = parse_amount(raw, SEPARATORS[typed_in])
+    except TierError:
+        return raw
+    return amount_text(value, wanted)
+
+
 # Training modules ------------------------------------------------------------
 
 
@@ -855,6 +1148,8 @@ class ModuleInput:
     estimated_minutes: str = "10"
     quiz: str = ""
     pass_mark: str = ""
+    # Drop the attached file (a newly uploaded one replaces it anyway).
+    remove_file: bool = False
 
 
 @dataclass(frozen=True)
@@ -879,12 +1174,41 @@ def create_module(
 
 
 def update_module(
-    module: TrainingModule, data: ModuleInput, upload: FileStorage | None, user: User
+    module: TrainingModule,
+    data: ModuleInput,
+    upload: FileStorage | None,
+    seen: str,
+    user: User,
 ) -> None:
-    """Change a module; an uploaded file replaces the one it had."""
+    """Change a module edited from a page that showed it as ``seen`` (its
+    :func:`module_fingerprint`); an uploaded file replaces the one it had.
+
+    Modules have no version column, so the row is locked and compared as a
+    whole: a save from a page opened before another admin's is refused.
+    """
+    db.session.refresh(module, with_for_update=True)
+    if (seen or "").strip() != module_fingerprint(module):
+        db.session.rollback()
+        raise EditRejected({"fingerprint": STALE_MODULE})
     _save_module(module, data, upload)
 
     logger.info("%s updated module %s (%s)", user.email, module.id, module.title)
+
+
+def module_fingerprint(module: TrainingModule) -> str:
+    """A digest of everything an admin can change in a module, as stored."""
+    stored = [
+        module.title,
+        module.body,
+        module.link_url,
+        module.file_name,
+        module.file_stored_as,
+        module.estimated_minutes,
+        module.quiz,
+        module.pass_mark_percent,
+    ]
+    text = json.dumps(stored, sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _save_module(
@@ -893,19 +1217,21 @@ def _save_module(
     errors: dict[str, str] = {}
     values = _check_module(module, data, errors)
     has_upload = upload is not None and bool(upload.filename)
-    if not (values.body or values.link_url or has_upload or module.file_stored_as):
+    keeps_file = bool(module.file_stored_as) and not data.remove_file
+    if not (values.body or values.link_url or has_upload or keeps_file):
         errors["body"] = "Give the module some content: text, a link or a file."
     # The file is checked even when other fields are wrong, so that every
     # message shows at once; it is then discarded until the form is valid.
     stored = _store_file(upload, errors) if upload and has_upload else None
     if errors:
+        db.session.rollback()
         _discard_file(stored[1] if stored else None)
         raise EditRejected(errors)
 
     previous_file = module.file_stored_as
-    _apply_module(module, values, stored)
+    _apply_module(module, values, stored, drop_file=data.remove_file)
     _commit_module(module, stored)
-    if stored and previous_file:
+    if previous_file and previous_file != module.file_stored_as:
         _discard_file(previous_file)
 
 
@@ -976,35 +1302,51 @@ def _quiz(raw: str, errors: dict[str, str]) -> list[dict[str, Any]] | None:
 
 
 def _pass_mark(raw: str, errors: dict[str, str]) -> int | None:
-    mark = _whole_number(raw)
+    # The field is labelled in percent; "80%" says the same as 80.
+    text = (raw or "").strip().removesuffix("%").strip()
+    mark = _whole_number(text)
     low, high = PASS_MARK_RANGE
-    if mark is None or not low <= mark <= high:
+    if not text:
         errors["pass_mark"] = (
-            f"A module with a quiz needs a pass mark: enter a percentage from "
-            f"{low} to {high}."
+            f"A module with a quiz needs a pass mark: write it as a whole number "
+            f"from {low} to {high}, e.g. 80."
         )
-        return None
-    return mark
+    elif mark is None or not low <= mark <= high:
+        errors["pass_mark"] = (
+            f"Write the pass mark as a whole number from {low} to {high}, e.g. 80."
+        )
+    else:
+        return mark
+    return None
 
 
 def _store_file(upload: FileStorage, errors: dict[str, str]) -> tuple[str, str] | None:
     from programs.training import ModuleFileError, store_module_file
 
     try:
-        return store_module_file(upload)
+        original, stored_as = store_module_file(upload)
     except ModuleFileError as error:
         errors["file"] = str(error)
         return None
+    return attachment_name(original), stored_as
+
+
+def attachment_name(name: str | None) -> str:
+    """The name a file is downloaded under; "attachment.pdf" for a bare ".pdf"."""
+    stem, dot, extension = (name or "").rpartition(".")
+    if not dot:
+        return name or "attachment"
+    if not stem.strip(" ."):
+        return f"attachment.{extension}"
+    return name or "attachment"
 
 
 def _discard_file(stored_as: str | None) -> None:
     """Remove a stored module file no module points at."""
-    from programs.training import module_file_path
+    from programs.training import remove_module_file
 
-    if not stored_as:
-        return
     try:
-        module_file_path(stored_as).unlink(missing_ok=True)
+        remove_module_file(stored_as)
     except (OSError, ValueError):
         # Only disk space is at stake; the module itself is saved correctly.
         logger.warning("Could not remove the module file %s", stored_as)
@@ -1014,6 +1356,8 @@ def _apply_module(
     module: TrainingModule,
     values: _ModuleValues,
     stored: tuple[str, str] | None,
+    *,
+    drop_file: bool = False,
 ) -> None:
     module.title = values.title
     module.body = values.body
@@ -1023,6 +1367,8 @@ def _apply_module(
     module.pass_mark_percent = values.pass_mark
     if stored:
         module.file_name, module.file_stored_as = stored
+    elif drop_file:
+        module.file_name, module.file_stored_as = None, None
 
 
 def _commit_module(module: TrainingModule, stored: tuple[str, str] | None) -> None:

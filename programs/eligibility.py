@@ -71,7 +71,8 @@ def write_eligibility(run_id: int | None, progress: ProgressCallback | None) -> 
                 continue
             pairs = matches(rule.conditions, facts).subquery()
             result = db.session.execute(
-                insert(ELIGIBILITY).from_select(
+                insert(ELIGIBILITY)
+                .from_select(
                     [
                         "program_id",
                         "organisation_id",
@@ -89,6 +90,7 @@ def write_eligibility(run_id: int | None, progress: ProgressCallback | None) -> 
                         literal(now),
                     ),
                 )
+                .execution_options(preserve_rowcount=True)
             )
             written += max(getattr(result, "rowcount", 0), 0)
         if progress is not None:

@@ -33,6 +33,7 @@ from programs.editing import (
     StepInput,
     TierInput,
     amount_text,
+    module_fingerprint,
 )
 from programs.models import (
     Kpi,
@@ -133,6 +134,14 @@ class ProgramForm(FlaskForm):
 
 class RuleForm(FlaskForm):
     name = StringField("Name", filters=[strip])
+    # The program's version when the page was opened; see editing.lock_program.
+    version = HiddenField()
+
+
+class ConfirmForm(FlaskForm):
+    """A confirmation button, with the version of the program it changes."""
+
+    version = HiddenField()
 
 
 def condition_rows(formdata: MultiDict[str, str]) -> list[ConditionInput]:
@@ -168,6 +177,7 @@ class StepForm(FlaskForm):
         filters=[strip],
     )
     required = BooleanField("Required", default=True)
+    version = HiddenField()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -195,6 +205,7 @@ class LadderForm(FlaskForm):
         default="point",
         validate_choice=False,
     )
+    version = HiddenField()
 
 
 TIER_COLUMNS = ("tier_name", "threshold", "benefits", "multiplier", "bonus_points")
@@ -233,10 +244,14 @@ class ModuleForm(FlaskForm):
     estimated_minutes = StringField("Estimated minutes", default="10")
     quiz = TextAreaField("Quiz")
     pass_mark = StringField("Pass mark (%)")
+    remove_file = BooleanField("Remove the attached file")
+    # The module as the page showed it: modules have no version column.
+    fingerprint = HiddenField()
 
     def fill_from(self, module: TrainingModule) -> None:
         from programs.training import quiz_text
 
+        self.fingerprint.data = module_fingerprint(module)
         self.title.data = module.title
         self.body.data = module.body
         self.link_url.data = module.link_url or ""
@@ -254,4 +269,5 @@ class ModuleForm(FlaskForm):
             estimated_minutes=text(self.estimated_minutes.data),
             quiz=text(self.quiz.data),
             pass_mark=text(self.pass_mark.data),
+            remove_file=bool(self.remove_file.data),
         )

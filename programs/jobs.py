@@ -16,7 +16,7 @@ from portal.extensions import db
 from portal.models import User
 from portal.runs import Run, RunReporter, request_run, run_task, start_run
 from programs import eligibility, tiers, training
-from programs.models import Standing
+from programs.models import Kpi, Standing
 from programs.targeting import TargetField
 
 ELIGIBILITY_KIND = "program_eligibility"
@@ -72,3 +72,14 @@ def request_eligibility_run(started_by: User | None = None) -> Run:
 def on_territories_changed(_territory: object, **_extra: object) -> None:
     """A territory's owner, region or shape changed: who is in which program may too."""
     request_eligibility_run()
+
+
+def after_partner_progress(started_by: User, onboarding_changed: bool) -> Run | None:
+    """After a partner completed a module or a step: recompute if it can matter.
+
+    Targeting can test onboarding status, and tiers counting completed modules
+    can move; anything else a partner does changes no one's programs.
+    """
+    if onboarding_changed or tiers.programs_measuring(Kpi.MODULES_COMPLETED):
+        return request_eligibility_run(started_by)
+    return None

@@ -30,6 +30,7 @@ from portal.auth import roles_required
 from portal.extensions import db
 from portal.models import Role, User
 from programs import jobs, training
+from programs.editing import attachment_name
 from programs.models import (
     KpiDirection,
     ModuleCompletion,
@@ -239,13 +240,13 @@ def signed_in_user() -> User:
 def note_progress(user: User) -> bool:
     """After a partner's action: refresh its onboarding status; True when changed.
 
-    A change has eligibility recomputed, since targeting rules can test it.
+    A programs run follows when it can matter: targeting rules can test the
+    onboarding status, and tiers can count completed modules.
     """
     if user.organisation_id is None:
         return False
     changed = training.refresh_onboarding_status(user.organisation_id)
-    if changed:
-        jobs.request_eligibility_run(user)
+    jobs.after_partner_progress(user, changed)
     return changed
 
 
@@ -345,6 +346,7 @@ def take_quiz(program_id: int, module_id: int) -> Any:
         context.update(quiz_errors=error.by_question, chosen=request.form)
         return render_template("programs/partner/module.html", **context), 400
 
+    completed_before = my_completion(step.module.id) is not None
     result = training.submit_quiz(signed_in_user(), step.module, answers)
     if result.passed:
         note_progress(signed_in_user())
@@ -352,6 +354,13 @@ def take_quiz(program_id: int, module_id: int) -> Any:
             f"You scored {result.score_percent}% and passed: "
             f"{step.module.title} is complete.",
             "success",
+        )
+    elif completed_before:
+        # A retake below the pass mark does not undo an earlier pass.
+        flash(
+            f"You scored {result.score_percent}% this time. You completed "
+            f"{step.module.title} earlier, and it stays complete.",
+            "info",
         )
     else:
         flash(
@@ -381,7 +390,7 @@ def module_file(program_id: int, module_id: int) -> Any:
         abort(404)
 
     return send_file(
-        path, as_attachment=True, download_name=module.file_name or path.name
+        path, as_attachment=True, download_name=attachment_name(module.file_name)
     )
 
 
@@ -428,21 +437,25 @@ def module_context(program: Program, step: ProgramStep) -> dict[str, Any]:
     assert module is not None
     card = program_card(program, reasons_for_user())
     row: StepProgress = next(r for r in card.progress.steps if r.step.id == step.id)
-    mine = db.session.scalar(
-        select(ModuleCompletion).where(
-            ModuleCompletion.user_id == current_user.id,
-            ModuleCompletion.module_id == module.id,
-        )
-    )
     return {
         "card": card,
         "row": row,
         "module": module,
         "body_html": training.render_markdown(module.body),
         "link_url": module.link_url if training.is_web_link(module.link_url) else None,
-        "completion": mine,
+        "completion": my_completion(module.id),
         "attempt": training.latest_attempt(current_user, module),
         "pass_mark": training.pass_mark(module),
         "quiz_errors": {},
         "chosen": {},
     }
+
+
+def my_completion(module_id: int) -> ModuleCompletion | None:
+    """The signed-in user's completion of the module, if any."""
+    return db.session.scalar(
+        select(ModuleCompletion).where(
+            ModuleCompletion.user_id == current_user.id,
+            ModuleCompletion.module_id == module_id,
+        )
+    )

@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select, Subquery
 
+from portal.database import round_cents
 from portal.extensions import db
 from portal.models import PartnerOrganisation
 from programs.models import OnboardingStatus, Standing, Tier
@@ -265,8 +266,14 @@ def missing_references(conditions: Iterable[ConditionLike]) -> list[str]:
 
 
 def money(amount: Any) -> str:
+    """An amount for people: whole when it is, to the cent otherwise."""
     symbol = current_app.config.get("CURRENCY_SYMBOL", "$")
-    return f"{symbol}{Decimal(amount):,.0f}"
+    value = Decimal(str(amount)).quantize(Decimal("0.01"))
+    sign = "-" if value < 0 else ""
+    digits = (
+        f"{abs(value):,.0f}" if value == value.to_integral() else f"{abs(value):,.2f}"
+    )
+    return f"{sign}{symbol}{digits}"
 
 
 def describe_target(field: str, operator: str, value: Any) -> str:
@@ -341,10 +348,11 @@ def partner_facts() -> Subquery:
 
 def _potential_by_territory() -> Subquery:
     latest = db.session.scalar(select(func.max(SalesLine.order_date)))
+    cents = round_cents(func.sum(SalesLine.amount), db.engine.dialect.name)
     query = (
         select(
             Assignment.territory_id,
-            func.sum(SalesLine.amount).label("potential"),
+            cents.label("potential"),
         )
         .join(Assignment, Assignment.account_id == SalesLine.account_id)
         .where(Assignment.status == AssignmentStatus.ASSIGNED.value)

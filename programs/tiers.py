@@ -56,6 +56,8 @@ MAX_AMOUNT = Decimal(10) ** 12
 MAX_DECIMALS = 4
 MAX_TIER_NAME = 80
 CENT = Decimal("0.01")
+# Sales amounts are stored with four decimal places.
+AMOUNT_PLACES = Decimal("0.0001")
 
 MONEY_KPIS = frozenset({Kpi.SALES_SUM, Kpi.SALES_AVERAGE})
 
@@ -373,13 +375,15 @@ MEASURES: dict[Kpi, Measure] = {
 
 
 def _kpi_value(kpi: Kpi, value: Any) -> Decimal | None:
-    """The database's number as a Decimal: cents for money, whole for counts."""
+    """The database's number as a Decimal: money to the amounts' own precision
+    (four places, not cents, so that an average of 220.797 does not reach a
+    tier set at 220.80), whole for counts."""
     if value is None:
         return None if kpi is Kpi.SALES_AVERAGE else Decimal(0)
     # SQLite returns averages (and sums of REAL) as floats: through str, not binary.
     number = Decimal(str(value))
     if kpi in MONEY_KPIS:
-        return number.quantize(CENT, rounding=ROUND_HALF_UP)
+        return number.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_UP)
     return Decimal(int(number))
 
 
@@ -547,3 +551,18 @@ def _rewrite_standings(program: Program, run_id: int | None) -> int:
 
 def _tier_id(tier: Tier | None) -> int | None:
     return tier.id if tier is not None else None
+
+
+def programs_measuring(kpi: Kpi) -> bool:
+    """Whether an incentive program still open measures ``kpi``."""
+    found = db.session.scalar(
+        select(func.count())
+        .select_from(Program)
+        .where(
+            Program.kind == ProgramKind.INCENTIVE.value,
+            Program.kpi == kpi.value,
+            Program.status != ProgramStatus.ARCHIVED.value,
+            Program.ends_on >= utc_now().date(),
+        )
+    )
+    return bool(found)

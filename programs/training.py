@@ -11,29 +11,24 @@ over the onboarding programs it is eligible for that are running today.
 
 from __future__ import annotations
 
-import io
 import logging
-import os
+import os  # noqa: F401 - tests/test_training.py breaks os.replace through it
 import re
-import secrets
-import tempfile
-import unicodedata
-import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import nh3
-from flask import current_app
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import FileStorage
 
+from portal import uploads
 from portal.extensions import db
 from portal.models import PartnerOrganisation, Role, User, utc_now
 from programs.models import (
@@ -372,61 +367,21 @@ def latest_attempt(user: User, module: TrainingModule) -> QuizAttempt | None:
 # Module files ----------------------------------------------------------------
 
 MODULE_FILE_LIMIT_BYTES = 10 * 1024 * 1024
-MODULE_FILES_FOLDER = "module_files"
-FILE_NAME_MAX = 200
-_STORED_NAME = re.compile(r"[0-9a-f]{32}\.[a-z]{2,4}")
+MODULE_FILES = uploads.UploadPolicy(
+    folder="module_files",
+    limit_bytes=MODULE_FILE_LIMIT_BYTES,
+    extensions=frozenset(
+        {"pdf", "png", "jpg", "jpeg", "txt", "md", "csv", "docx", "pptx", "xlsx"}
+    ),
+    allowed=(
+        "a PDF, PNG or JPEG image, text, Markdown or CSV file, or a Word, "
+        "PowerPoint or Excel (docx, pptx, xlsx) file"
+    ),
+)
 
 
-class ModuleFileError(ValueError):
+class ModuleFileError(uploads.UploadError):
     """An attachment that cannot be kept; the message says why."""
-
-
-def _is_text(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return b"\x00" not in data
-
-
-def _is_office(folder: str) -> Callable[[bytes], bool]:
-    """Office files are zip archives holding a content list and their own folder."""
-
-    def check(data: bytes) -> bool:
-        if not data.startswith(b"PK\x03\x04"):
-            return False
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                names = archive.namelist()
-        # A damaged archive fails inside zipfile in many different ways; any of
-        # them means the file is not the document it claims to be.
-        except Exception:
-            return False
-        return "[Content_Types].xml" in names and any(
-            name.startswith(folder) for name in names
-        )
-
-    return check
-
-
-@dataclass(frozen=True)
-class _FileKind:
-    label: str
-    matches: Callable[[bytes], bool]
-
-
-FILE_KINDS = {
-    "pdf": _FileKind("a PDF", lambda data: data.startswith(b"%PDF-")),
-    "png": _FileKind("a PNG image", lambda data: data.startswith(b"\x89PNG\r\n\x1a\n")),
-    "jpg": _FileKind("a JPEG image", lambda data: data.startswith(b"\xff\xd8\xff")),
-    "jpeg": _FileKind("a JPEG image", lambda data: data.startswith(b"\xff\xd8\xff")),
-    "txt": _FileKind("UTF-8 text", _is_text),
-    "md": _FileKind("UTF-8 text", _is_text),
-    "csv": _FileKind("UTF-8 text", _is_text),
-    "docx": _FileKind("a Word document", _is_office("word/")),
-    "pptx": _FileKind("a PowerPoint presentation", _is_office("ppt/")),
-    "xlsx": _FileKind("an Excel workbook", _is_office("xl/")),
-}
 
 
 def store_module_file(upload: FileStorage) -> tuple[str, str]:
@@ -435,76 +390,18 @@ def store_module_file(upload: FileStorage) -> tuple[str, str]:
     :raise ModuleFileError: for a missing, empty, too large or unsupported file,
         or one whose content is not what its name says. Nothing is kept then.
     """
-    original = _original_name(upload.filename)
-    extension = _extension(original)
-    data = upload.stream.read(MODULE_FILE_LIMIT_BYTES + 1)
-    _check_content(original, extension, data)
-
-    stored_as = f"{secrets.token_hex(16)}.{extension}"
-    _write_whole(module_file_path(stored_as), data)
-    logger.info("Stored module file %r as %s", original, stored_as)
-    return original, stored_as
-
-
-def _original_name(filename: str | None) -> str:
-    # Browsers on some systems send the whole path; only the last part is a name.
-    name = re.split(r"[\\/]", filename or "")[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
-    if not name:
-        raise ModuleFileError("Choose a file to attach.")
-    if len(name) > FILE_NAME_MAX:
-        raise ModuleFileError(
-            f"The file's name is longer than {FILE_NAME_MAX} characters; rename "
-            "the file and attach it again."
-        )
-    return name
-
-
-def _extension(name: str) -> str:
-    extension = name.rpartition(".")[2].lower() if "." in name else ""
-    if extension not in FILE_KINDS:
-        raise ModuleFileError(
-            f"“{name}” cannot be attached: attach a PDF, PNG or JPEG image, text, "
-            "Markdown or CSV file, or a Word, PowerPoint or Excel (docx, pptx, "
-            "xlsx) file."
-        )
-    return extension
-
-
-def _check_content(name: str, extension: str, data: bytes) -> None:
-    if not data:
-        raise ModuleFileError(f"“{name}” is empty; attach a file with content.")
-    if len(data) > MODULE_FILE_LIMIT_BYTES:
-        limit_mb = MODULE_FILE_LIMIT_BYTES // (1024 * 1024)
-        raise ModuleFileError(
-            f"“{name}” is larger than {limit_mb} MB; attach a smaller file."
-        )
-    kind = FILE_KINDS[extension]
-    if not kind.matches(data):
-        raise ModuleFileError(
-            f"“{name}” is not {kind.label}, as its name says; attach the file "
-            "in the format its name ends with."
-        )
-
-
-def _write_whole(target: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``target``, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        return uploads.store_upload(upload, MODULE_FILES)
+    except uploads.UploadError as error:
+        raise ModuleFileError(str(error)) from None
 
 
 def module_file_path(stored_as: str) -> Path:
     """Where an attachment is kept. :raise ModuleFileError: for a foreign name."""
-    if not _STORED_NAME.fullmatch(stored_as or ""):
-        raise ModuleFileError("That is not the name of a stored module file.")
-    return Path(current_app.instance_path) / MODULE_FILES_FOLDER / stored_as
+    try:
+        return uploads.stored_path(MODULE_FILES, stored_as)
+    except uploads.UploadError:
+        raise ModuleFileError("That is not the name of a stored module file.") from None
 
 
 def remove_module_file(stored_as: str | None) -> None:

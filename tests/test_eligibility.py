@@ -337,6 +337,7 @@ def test_an_admin_rule_change_moves_the_program_between_partners(world, client):
             "field": "region",
             "operator": "in",
             "value": "East",
+            "version": str(program.version),
         },
     )
     client.post("/auth/sign-out")

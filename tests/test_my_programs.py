@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage
 from werkzeug.security import generate_password_hash
 
@@ -26,6 +26,7 @@ from programs.models import (
     Program,
     QuizAttempt,
     StepCompletion,
+    TrainingModule,
 )
 from tests.conftest import AuthActions
 from tests.factories import (
@@ -391,6 +392,45 @@ def test_quiz_fail_then_pass(
     )
     assert list(scores) == [50, 100]
     assert db.session.scalar(select(func.count(ModuleCompletion.id))) == 1
+
+
+def test_a_failed_retake_after_a_pass_keeps_the_module_complete(
+    world: Any, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("alice@example.test")
+    module_url = f"/my/programs/{world.skills}/modules/{world.quiz}"
+    client.post(f"{module_url}/quiz", data={"q0": "1", "q1": "0"})
+
+    retake = client.post(
+        f"{module_url}/quiz", data={"q0": "0", "q1": "0"}, follow_redirects=True
+    )
+
+    page = text_of(retake.text)
+    assert "You completed this module on" in page
+    assert "with a quiz score of 100%" in page
+    assert "Your last attempt scored 50%." in page
+    assert "You scored 50% this time. You completed Rules quiz earlier" in page
+    assert "not passed yet" not in page
+    assert "Read the module again and retake the quiz" not in page
+    assert db.session.scalar(select(func.count(ModuleCompletion.id))) == 1
+
+
+def test_a_file_stored_under_a_bare_extension_downloads_with_a_name(
+    world: Any, client: FlaskClient, auth: AuthActions
+) -> None:
+    db.session.execute(
+        update(TrainingModule.__table__)
+        .where(TrainingModule.__table__.c.id == world.basics)
+        .values(file_name=".pdf")
+    )
+    db.session.commit()
+    auth.sign_in("alice@example.test")
+
+    url = f"/my/programs/{world.welcome}/modules/{world.basics}/file"
+    with client.get(url) as response:
+        assert response.headers["Content-Disposition"] == (
+            "attachment; filename=attachment.pdf"
+        )
 
 
 @pytest.mark.parametrize(
