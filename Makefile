@@ -1,4 +1,4 @@
-# The two commands: `make run` and `make test`. `make bench` runs the benchmark.
+# The two commands: `make run` and `make test`. `make bench` runs the benchmarks.
 .PHONY: run test lint bench setup-run setup-test serve
 
 FLASK := .venv/bin/flask --app wsgi
@@ -20,6 +20,7 @@ lint:
 
 bench: setup-test
 	.venv/bin/python -m bench.assignment
+	.venv/bin/python -m bench.rewards
 
 setup-run:
 	@scripts/setup.sh run

@@ -51,9 +51,12 @@ def _register_run_followers() -> None:
         ELIGIBILITY_TASK,
         on_territories_changed,
     )
+    from rewards.jobs import FULL_TASK, REWARDS_KIND
     from territory_rules.jobs import ASSIGNMENT_KIND
 
     follow(ASSIGNMENT_KIND, ELIGIBILITY_KIND, ELIGIBILITY_TASK)
+    # Eligibility and tiers decide who earns what: price the ledger again after.
+    follow(ELIGIBILITY_KIND, REWARDS_KIND, FULL_TASK)
     territories_changed.connect(on_territories_changed)
 
 
@@ -105,6 +108,10 @@ def _register_blueprints(app: Flask) -> None:
     from portal.partner import bp as partner_bp
     from programs.admin_views import bp as programs_admin_bp
     from programs.partner_views import bp as my_programs_bp
+    from rewards.admin_views import bp as rewards_admin_bp
+    from rewards.claim_views import claims_admin_bp, my_claims_bp
+    from rewards.import_views import bp as rewards_imports_bp
+    from rewards.partner_views import bp as my_rewards_bp
     from territory_rules.import_views import bp as imports_bp
     from territory_rules.rule_views import bp as rules_bp
     from territory_rules.views import bp as territories_bp
@@ -118,6 +125,11 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(rules_bp)
     app.register_blueprint(my_programs_bp)
     app.register_blueprint(programs_admin_bp)
+    app.register_blueprint(my_rewards_bp)
+    app.register_blueprint(my_claims_bp)
+    app.register_blueprint(claims_admin_bp)
+    app.register_blueprint(rewards_admin_bp)
+    app.register_blueprint(rewards_imports_bp)
 
 
 def _register_error_pages(app: Flask) -> None:
@@ -135,9 +147,11 @@ def _register_error_pages(app: Flask) -> None:
 def _register_commands(app: Flask) -> None:
     from portal.cli import demo_cli, worker_command
     from programs.cli import programs_cli
+    from rewards.cli import rewards_cli
     from territory_rules.cli import territories_cli
 
     app.cli.add_command(demo_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(territories_cli)
     app.cli.add_command(programs_cli)
+    app.cli.add_command(rewards_cli)

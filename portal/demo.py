@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -14,8 +15,13 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import PartnerOrganisation, Role, User
 from programs.demo import load_demo_programs
+from rewards.demo import load_demo_rewards
+from rewards.imports import (
+    SUPERSTORE_DATE_FORMAT,
+    SUPERSTORE_MAPPING,
+    ensure_built_in_sources,
+)
 from territory_rules.imports import (
-    AccountMapping,
     ImportReport,
     PostalCodeMapping,
     build_territory_shape,
@@ -40,23 +46,7 @@ POSTAL_CODES = PostalCodeMapping(
     country="US",
     pad_to=5,
 )
-SUPERSTORE = AccountMapping(
-    external_id="Customer ID",
-    name="Customer Name",
-    postal_code="Postal Code",
-    city="City",
-    state="State",
-    segment="Segment",
-    country="US",
-    line_id="Row ID",
-    amount="Sales",
-    order_date="Order Date",
-    date_format="%m/%d/%Y",
-    order_ref="Order ID",
-    category="Category",
-    product="Product Name",
-    pad_postal_to=5,
-)
+SUPERSTORE = dataclasses.replace(SUPERSTORE_MAPPING, date_format=SUPERSTORE_DATE_FORMAT)
 
 
 class DemoLoadError(RuntimeError):
@@ -97,7 +87,8 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
     """Import the demo files, build territories, users and programs, assign accounts.
 
     The assignment run is followed by a programs run, which works out who is in
-    which program, onboarding statuses and tiers.
+    which program, onboarding statuses and tiers, and that by a rewards run,
+    which prices the credited sales into points.
     """
     if not database_is_empty():
         raise DemoLoadError(
@@ -121,7 +112,9 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
     sign_ins = _create_people_and_territories(plan, password)
     db.session.flush()
     load_demo_programs(plan)
+    load_demo_rewards(plan)
     db.session.commit()
+    ensure_built_in_sources()
 
     run, _created = start_assignment_run()
     if run.status == "failed":

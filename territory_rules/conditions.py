@@ -192,7 +192,7 @@ def condition_sql(
     return text_in_sql(column, value)
 
 
-def comparable_text(column: ColumnElement[str]) -> ColumnElement[str]:
+def comparable_text(column: ColumnElement[Any]) -> ColumnElement[str]:
     """An account's text as list conditions compare it: trimmed, case ignored."""
     return func.upper(func.trim(column))
 

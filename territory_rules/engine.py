@@ -49,6 +49,7 @@ from territory_rules.conditions import (
     comparable_value,
     condition_sql,
 )
+from territory_rules.history import record_placements
 from territory_rules.models import (
     Account,
     Assignment,
@@ -405,6 +406,7 @@ def assign_accounts(run_id: int, progress: ProgressCallback) -> AssignmentCounts
 
     progress(90, "Resolving precedence")
     resolve(run_id)
+    record_placements(run_id)
     matches = db.session.scalar(
         select(func.count()).select_from(RuleMatch).where(RuleMatch.run_id == run_id)
     )

@@ -161,7 +161,7 @@ class AccountImportForm(FlaskForm):
         return valid
 
     def mapping(self) -> AccountMapping:
-        optional = {
+        optional: dict[str, Any] = {
             name: blank_to_none(getattr(self, name).data)
             for name in (
                 "postal_code",

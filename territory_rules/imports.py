@@ -1,11 +1,12 @@
 """All-or-nothing importers: boundaries (GeoJSON), postal-code centroids and accounts.
 
 Each importer reads and validates the whole file first. When anything is wrong it
-writes nothing and returns a report listing every problem (row, column, reason);
-otherwise it writes everything in one transaction and commits. Bad input never
-raises: it becomes a report. Rows are written with Core ``INSERT .. ON CONFLICT``
-statements in chunks, so re-importing a file updates rows instead of adding them
-twice, and tens of thousands of rows load in seconds on both databases.
+writes nothing and returns a report listing the problems (row, column, reason; the
+first fifty, then how many more and in how many rows); otherwise it writes everything
+in one transaction and commits. Bad input never raises: it becomes a report. Rows
+are written with Core ``INSERT .. ON CONFLICT`` statements in chunks, so re-importing
+a file updates rows instead of adding them twice, and tens of thousands of rows load
+in seconds on both databases.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -60,6 +61,10 @@ MAX_REPAIR_AREA_CHANGE = 0.001
 MAX_UNLOCATED_LISTED = 10
 SAMPLE_DATE = date(2019, 11, 28)
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+# With a declared decimal comma: 1234,5 or 1.234,50 (dots only between groups of
+# three digits), so a dot decimal such as 12.50 is refused, never read as 1250.
+COMMA_NUMBER = re.compile(r"[+-]?(?:(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d*)?|,\d+)")
+DECIMAL_SEPARATORS = (".", ",")
 MAX_AMOUNT = Decimal(10) ** 12
 MAX_REVENUE = Decimal(10) ** 14
 CENT = Decimal("0.01")
@@ -120,6 +125,12 @@ class AccountMapping:
     product: str | None = None
     pad_postal_to: int | None = None
     encoding: str | None = None
+    # "," reads 1.234,50 as 1234.50; "." reads 1234.50 and says how to declare the
+    # comma when it meets one; None reads like "." for callers that offer no choice.
+    decimal_separator: str | None = None
+    # Fields (e.g. "industry") whose column the file may leave out; it is then not
+    # read, and what earlier imports stored for it stays.
+    optional_columns: list[str] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -135,21 +146,37 @@ class _Refused(Exception):
 
 
 class _Problems:
-    """Collects problems; lists the first fifty and counts the rest."""
+    """Collects problems; lists the first fifty and counts the rest, and the rows
+    they were found in."""
 
     def __init__(self) -> None:
         self.listed: list[str] = []
         self.total = 0
+        self.rows: set[int] = set()
+        self.listed_rows: set[int] = set()
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, row: int | None = None) -> None:
         self.total += 1
-        if len(self.listed) < MAX_LISTED_PROBLEMS:
+        listed = len(self.listed) < MAX_LISTED_PROBLEMS
+        if listed:
             self.listed.append(message)
+        if row is not None:
+            self.rows.add(row)
+            if listed:
+                self.listed_rows.add(row)
 
     def messages(self) -> list[str]:
         hidden = self.total - len(self.listed)
-        more = [f"... and {hidden} more problems."] if hidden else []
-        return self.listed + more
+        if not hidden:
+            return self.listed
+        more = f"... and {hidden:,} more problems."
+        if self.rows:
+            unlisted = len(self.rows - self.listed_rows)
+            more += (
+                f" {len(self.rows):,} rows have problems; {unlisted:,} of them are "
+                f"not listed above."
+            )
+        return [*self.listed, more]
 
     def refuse_if_any(self) -> None:
         if self.total:
@@ -226,6 +253,13 @@ class _Table:
 
 def _read_csv(data: bytes, encoding: str | None, notes: list[str]) -> _Table:
     text = _decode(data, encoding, notes)
+    if "\x00" in text:
+        raise _Refused(
+            [
+                "The file holds NUL characters, so it is not CSV text; if it is a "
+                "spreadsheet or an archive, save it as CSV and import that."
+            ]
+        )
     records = csv.reader(io.StringIO(text, newline=""))
     try:
         numbered = [
@@ -258,7 +292,8 @@ def _even_rows(
         if len(values) != width:
             problems.add(
                 f"Row {number} has {len(values)} values but the header has {width} "
-                f"columns; check for a missing or extra separator or quote."
+                f"columns; check for a missing or extra separator or quote.",
+                row=number,
             )
     problems.refuse_if_any()
     return rows
@@ -303,16 +338,18 @@ class _Row:
         values: list[str],
         columns: dict[str, int],
         problems: _Problems,
+        decimal_separator: str | None = None,
     ) -> None:
         self.number = number
         self.values = values
         self.columns = columns
         self.problems = problems
+        self.decimal_separator = decimal_separator
         self.ok = True
 
     def fail(self, reason: str) -> None:
         self.ok = False
-        self.problems.add(f"Row {self.number}: {reason}.")
+        self.problems.add(f"Row {self.number}: {reason}.", row=self.number)
 
     def text(self, column: str | None, label: str, max_length: int) -> str | None:
         if column is None:
@@ -365,6 +402,17 @@ class _Row:
         return float(number) if number is not None else None
 
     def _number(self, value: str, column: str, label: str) -> Decimal | None:
+        if self.decimal_separator == ",":
+            return self._comma_number(value, column, label)
+        if "," in value and self.decimal_separator == ".":
+            self.fail(
+                f"the {label} '{value}' in column '{column}' contains a comma, but "
+                f"the decimal separator declared for this file is the dot; if the "
+                f"file writes decimals with a comma (1.234,50), declare the comma as "
+                f"its decimal separator, otherwise write numbers without thousands "
+                f"separators, e.g. 1234.50"
+            )
+            return None
         if "," in value:
             self.fail(
                 f"the {label} '{value}' in column '{column}' contains a comma; write "
@@ -377,6 +425,15 @@ class _Row:
             self.fail(f"the {label} '{value}' in column '{column}' is not a number")
             return None
         return Decimal(value)
+
+    def _comma_number(self, value: str, column: str, label: str) -> Decimal | None:
+        if not COMMA_NUMBER.fullmatch(value):
+            self.fail(
+                f"the {label} '{value}' in column '{column}' is not a number written "
+                f"with the declared decimal comma, e.g. 1234,50 or 1.234,50"
+            )
+            return None
+        return Decimal(value.replace(".", "").replace(",", "."))
 
     def date(self, column: str, label: str, date_format: str) -> date | None:
         value = self.text(column, label, 60)
@@ -969,35 +1026,61 @@ def _postal_record(
 
 @dataclass
 class _AccountFile:
+    mapping: AccountMapping  # as read: less the optional columns the file left out
     accounts: dict[str, dict[str, Any]]  # key -> the account's values (first row wins)
     lines: list[dict[str, Any]]  # sales lines, each carrying its account's key
     rows: int
-    padded: int
+    padded: int = 0
     line_rows: dict[str, int] = field(default_factory=dict)  # line id -> row number
 
 
-def import_accounts(data: bytes, mapping: AccountMapping) -> ImportReport:
+# Columns a file may leave out when its mapping says so; the others identify an
+# account or a sales line.
+OPTIONAL_FIELDS = (
+    "postal_code",
+    "city",
+    "state",
+    "segment",
+    "industry",
+    "annual_revenue",
+    "country_column",
+    "order_ref",
+    "category",
+    "product",
+)
+
+
+def import_accounts(
+    data: bytes,
+    mapping: AccountMapping,
+    before_commit: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
     """Import accounts (one per customer and ship-to location) and their sales lines.
 
     Accounts are matched by key, sales lines by their external line id, so a
     re-import updates rows instead of adding them twice. Accounts are then located
     at a postal-code centroid, in SQL; those that cannot be located are kept.
+    ``before_commit`` is called with the report of a file about to be committed,
+    so that what it adds (a record of the import, say) lands in the same
+    transaction.
     """
     notes: list[str] = []
     try:
         parsed = _read_accounts(data, mapping, notes)
-        _check_postal_codes_known(parsed, mapping)
+        _check_postal_codes_known(parsed)
         _check_lines_stay_with_their_accounts(parsed)
     except _Refused as refused:
         refused.notes = notes
         return _refused_report(refused, "account")
 
-    return _in_one_transaction(
-        "accounts",
-        lambda: ImportReport(
-            ok=True, notes=notes, counts=_write_accounts(parsed, mapping, notes)
-        ),
-    )
+    def write() -> ImportReport:
+        counts = _write_accounts(parsed, notes)
+        report = ImportReport(ok=True, notes=notes, counts=counts)
+        if before_commit is not None:
+            before_commit(report)
+        return report
+
+    return _in_one_transaction("accounts", write)
 
 
 def _account_columns(mapping: AccountMapping) -> dict[str, str | None]:
@@ -1056,16 +1139,28 @@ def _check_account_mapping(mapping: AccountMapping) -> None:
             "To import sales lines choose the line id, amount and order date "
             "columns; to import accounts only, choose none of them."
         )
-    if mapping.order_date and not _date_format_round_trips(mapping.date_format):
+    if mapping.order_date and not date_format_reads_dates(mapping.date_format):
         problems.append(
             f"The date format '{mapping.date_format}' cannot read dates; use codes "
             f"such as %Y-%m-%d or %m/%d/%Y."
         )
+    if mapping.decimal_separator not in (None, *DECIMAL_SEPARATORS):
+        problems.append(
+            f"The decimal separator '{mapping.decimal_separator}' is neither a dot "
+            f"nor a comma."
+        )
+    problems += [
+        f"The {name.replace('_', ' ')} cannot be an optional column; only these "
+        f"can: {', '.join(OPTIONAL_FIELDS)}."
+        for name in mapping.optional_columns
+        if name not in OPTIONAL_FIELDS
+    ]
     if problems:
         raise _Refused(problems)
 
 
-def _date_format_round_trips(date_format: str) -> bool:
+def date_format_reads_dates(date_format: str) -> bool:
+    """Whether a date written with ``date_format`` reads back as the same date."""
     try:
         written = SAMPLE_DATE.strftime(date_format)
         return datetime.strptime(written, date_format).date() == SAMPLE_DATE
@@ -1078,14 +1173,15 @@ def _read_accounts(
 ) -> _AccountFile:
     _check_account_mapping(mapping)
     table = _read_csv(data, mapping.encoding, notes)
+    mapping = _without_absent_columns(mapping, table.header, notes)
     _check_columns(table, _account_columns(mapping))
 
     columns, problems = table.column_index(), _Problems()
     padding = _Padding(mapping.pad_postal_to)
-    parsed = _AccountFile({}, [], len(table.rows), 0)
+    parsed = _AccountFile(mapping, {}, [], len(table.rows))
     seen = _FirstRows()
     for number, values in table.rows:
-        row = _Row(number, values, columns, problems)
+        row = _Row(number, values, columns, problems, mapping.decimal_separator)
         account = _account_record(row, mapping, padding)
         line = _sales_line_record(row, mapping) if mapping.line_id else None
         line_id = line["external_line_id"] if line else None
@@ -1105,10 +1201,31 @@ def _read_accounts(
     return parsed
 
 
-def _check_postal_codes_known(parsed: _AccountFile, mapping: AccountMapping) -> None:
+def _without_absent_columns(
+    mapping: AccountMapping, header: list[str], notes: list[str]
+) -> AccountMapping:
+    """The mapping less the optional columns this file leaves out."""
+    absent = {
+        name: column
+        for name in mapping.optional_columns
+        if (column := getattr(mapping, name, None)) and column not in header
+    }
+    if not absent:
+        return mapping
+    listed = ", ".join(f"'{column}'" for column in absent.values())
+    notes.append(
+        f"Optional columns not in the file, so not read (values stored by earlier "
+        f"imports stay): {listed}."
+    )
+    cleared: dict[str, Any] = dict.fromkeys(absent)
+    return replace(mapping, **cleared)
+
+
+def _check_postal_codes_known(parsed: _AccountFile) -> None:
     """Refuse a file none of whose postal codes is known while centroids are: the
     postal-code column is then almost surely the wrong one, and importing would key
     every account by it, so a corrected re-import would add each account twice."""
+    mapping = parsed.mapping
     codes = sorted(
         {a["postal_code"] for a in parsed.accounts.values() if a["postal_code"]}
     )
@@ -1149,7 +1266,8 @@ def _check_lines_stay_with_their_accounts(parsed: _AccountFile) -> None:
         problems.add(
             f"Row {row_number}: sales line id '{line_id}' already belongs to account "
             f"{key}; a sales line cannot move to another account. Check the line id "
-            f"column."
+            f"column.",
+            row=row_number,
         )
     problems.refuse_if_any()
 
@@ -1209,21 +1327,22 @@ def _sales_line_record(row: _Row, mapping: AccountMapping) -> dict[str, Any]:
 def _updated_account_columns(mapping: AccountMapping) -> list[str]:
     """A re-import overwrites only what this mapping reads; other columns stay."""
     optional = {
+        "postal_code": mapping.postal_code,
+        "city": mapping.city,
+        "state": mapping.state,
         "segment": mapping.segment,
         "industry": mapping.industry,
         "annual_revenue": mapping.annual_revenue,
         "country": mapping.country_column or mapping.country.strip(),
     }
-    always = ["external_id", "name", "postal_code", "city", "state"]
+    always = ["external_id", "name"]
     return always + [column for column, source in optional.items() if source]
 
 
-def _write_accounts(
-    parsed: _AccountFile, mapping: AccountMapping, notes: list[str]
-) -> dict[str, int]:
+def _write_accounts(parsed: _AccountFile, notes: list[str]) -> dict[str, int]:
     accounts_before, lines_before = _count(ACCOUNTS), _count(SALES_LINES)
 
-    ids = _upsert_accounts(list(parsed.accounts.values()), mapping)
+    ids = _upsert_accounts(list(parsed.accounts.values()), parsed.mapping)
     for line in parsed.lines:
         line["account_id"] = ids[line.pop("key")]
     _upsert(SALES_LINES, parsed.lines, ["external_line_id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -17,8 +17,12 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    event,
+    inspect,
+    select,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from portal.extensions import Model, db
 from portal.models import PartnerOrganisation, User, utc_now
@@ -300,3 +304,95 @@ class RuleMatch(Model):
     rule_id: Mapped[int] = mapped_column(primary_key=True)
     territory_id: Mapped[int]
     precedence: Mapped[int]
+
+
+class TerritoryOwnership(Model):
+    """Which partner owned a territory from one day to another.
+
+    ``valid_from`` is empty for the first owner on record (it owned the territory
+    for every earlier sale); ``valid_to`` is empty while the owner holds it and is
+    the first day it no longer does. Sales credit reads this, so a realignment
+    never moves what was earned before it.
+    """
+
+    __tablename__ = "territory_ownerships"
+    __table_args__ = (Index("ix_territory_ownerships_territory", "territory_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE")
+    )
+    partner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partner_organisations.id", ondelete="SET NULL")
+    )
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+
+    territory: Mapped[Territory] = relationship()
+    partner: Mapped[PartnerOrganisation | None] = relationship()
+
+
+class AccountPlacement(Model):
+    """Which territory an account was assigned to from one day to another.
+
+    Written by each assignment run for the accounts whose territory changed;
+    ``valid_from`` is empty for an account's first placement on record. Like
+    :class:`Assignment` it carries no foreign keys: runs write it in bulk.
+    """
+
+    __tablename__ = "account_placements"
+    __table_args__ = (Index("ix_account_placements_account", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int]
+    territory_id: Mapped[int | None]
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+    run_id: Mapped[int | None]
+
+
+@event.listens_for(Session, "before_flush")
+def _record_ownership_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """Keep territory ownership history whenever a territory's owner is saved.
+
+    A new territory's first owner holds it since always; a change of owner ends
+    the current holding today (UTC) and starts the new owner's today.
+    """
+    today = datetime.now(UTC).date()
+    for territory in list(session.new):
+        if isinstance(territory, Territory):
+            session.add(_holding(territory, valid_from=None))
+    for territory in list(session.dirty):
+        if isinstance(territory, Territory) and territory.id is not None:
+            attributes = inspect(territory).attrs
+            by_id = attributes.partner_id.history.has_changes()
+            if by_id or attributes.partner.history.has_changes():
+                _change_owner(session, territory, today)
+
+
+def _holding(territory: Territory, valid_from: date | None) -> TerritoryOwnership:
+    """The territory's owner as now set, whether through the id or the object."""
+    if inspect(territory).attrs.partner_id.history.has_changes():
+        return TerritoryOwnership(
+            territory=territory,
+            partner_id=territory.partner_id,
+            valid_from=valid_from,
+        )
+    return TerritoryOwnership(
+        territory=territory, partner=territory.partner, valid_from=valid_from
+    )
+
+
+def _change_owner(session: Session, territory: Territory, today: date) -> None:
+    holding = _holding(territory, valid_from=today)
+    new_owner = holding.partner.id if holding.partner else holding.partner_id
+    open_rows = (
+        TerritoryOwnership.territory_id == territory.id,
+        (TerritoryOwnership.valid_to.is_(None)),
+    )
+    current = session.scalars(select(TerritoryOwnership).where(*open_rows)).first()
+    if current is not None and current.partner_id == new_owner:
+        return
+
+    session.execute(update(TerritoryOwnership).where(*open_rows).values(valid_to=today))
+    session.add(holding)

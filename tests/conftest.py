@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,28 @@ from sqlalchemy import text
 from portal.app import create_app
 from portal.demo import load_demo
 from portal.extensions import db
-from tests.backends import Backend, postgres_reachable, required_service_missing
+from tests.backends import (
+    REDIS_URL,
+    Backend,
+    postgres_reachable,
+    redis_reachable,
+    required_service_missing,
+)
+from tests.workers import start_worker, stop_worker
 
 BACKENDS = ["sqlite", "postgres"]
 
 # Tables emptied between tests; spatial metadata and alembic's version stay.
 DATA_TABLES = [
+    "ledger_entries",
+    "payouts",
+    "reward_rules",
+    "reward_plans",
+    "claims",
+    "sales_imports",
+    "sales_sources",
+    "account_placements",
+    "territory_ownerships",
     "program_eligibility",
     "program_standings",
     "step_completions",
@@ -151,3 +169,25 @@ def demo_app(backend: Backend) -> Iterator[Flask]:
     with app.app_context():
         db.engine.dispose()
     backend.drop_database(url)
+
+
+@pytest.fixture
+def rq_app(clean_app: Flask) -> Iterator[Flask]:
+    """The app configured to queue runs on a queue of its own in a real Redis."""
+    reason = redis_reachable()
+    if reason:
+        required_service_missing(reason)
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    clean_app.config.update(REDIS_URL=REDIS_URL, RQ_QUEUE=queue)
+    yield clean_app
+    clean_app.config.update(REDIS_URL=None, RQ_QUEUE="portal")
+
+
+@pytest.fixture
+def worker(rq_app: Flask, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``flask worker`` process; its log is printed if the test fails."""
+    log_path = tmp_path / "worker.log"
+    process = start_worker(rq_app, log_path)
+    yield process
+    stop_worker(process)
+    print(log_path.read_text(errors="replace")[-4000:])

@@ -18,6 +18,7 @@ from programs.models import (
 )
 from territory_rules.models import (
     Account,
+    AccountPlacement,
     Assignment,
     SalesLine,
     Territory,
@@ -108,7 +109,7 @@ def add_tier(program: Program, name: str, threshold: str | int, **fields: Any) -
 
 
 def assign(account: Account, territory: Territory) -> None:
-    """Record the account in the territory, as an assignment run would."""
+    """Record the account in the territory since always, as a first run would."""
     db.session.merge(
         Assignment(
             account_id=account.id,
@@ -117,6 +118,7 @@ def assign(account: Account, territory: Territory) -> None:
             claimants=1,
         )
     )
+    db.session.add(AccountPlacement(account_id=account.id, territory_id=territory.id))
     db.session.flush()
 
 

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from flask import Flask
 from sqlalchemy import func, select
 
 from portal.extensions import db
@@ -19,7 +13,6 @@ from portal.models import Role, utc_now
 from portal.runs import Run, start_run
 from territory_rules.jobs import ASSIGNMENT_KIND, start_assignment_run
 from territory_rules.models import Assignment
-from tests.backends import REDIS_URL, redis_reachable, required_service_missing
 from tests.factories import (
     add_rule,
     make_account,
@@ -28,6 +21,7 @@ from tests.factories import (
     make_user,
     square,
 )
+from tests.workers import flask_command, wait_for_finish, worker_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,67 +122,6 @@ def test_a_run_whose_worker_went_silent_is_failed_and_a_new_one_starts(clean_app
 
 
 # --- through RQ, with a real worker process -----------------------------------------
-
-
-@pytest.fixture
-def rq_app(clean_app: Flask) -> Iterator[Flask]:
-    """The app configured to queue runs on a queue of its own in a real Redis."""
-    reason = redis_reachable()
-    if reason:
-        required_service_missing(reason)
-    queue = f"test-{uuid.uuid4().hex[:10]}"
-    clean_app.config.update(REDIS_URL=REDIS_URL, RQ_QUEUE=queue)
-    yield clean_app
-    clean_app.config.update(REDIS_URL=None, RQ_QUEUE="portal")
-
-
-def worker_env(app: Flask) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        RQ_QUEUE=app.config["RQ_QUEUE"],
-        SECRET_KEY="tests-only-secret",
-    )
-    return env
-
-
-def flask_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flask", "--app", "wsgi", *args]
-
-
-@pytest.fixture
-def worker(rq_app: Flask, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``flask worker`` process; its log is printed if the test fails."""
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            flask_command("worker"),
-            cwd=PROJECT_ROOT,
-            env=worker_env(rq_app),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        yield process
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    print(log_path.read_text(errors="replace")[-4000:])
-
-
-def wait_for_finish(run_id: int, timeout: float = 60) -> Run:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        run = db.session.get(Run, run_id)
-        assert run is not None
-        if run.status in ("succeeded", "failed"):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish within {timeout} s")
 
 
 def test_a_real_worker_runs_the_assignment_and_a_rerun_changes_nothing(rq_app, worker):
