@@ -104,8 +104,10 @@ def _init_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from portal.auth import bp as auth_bp
     from portal.home import bp as home_bp
-    from portal.manager import bp as manager_bp
     from portal.partner import bp as partner_bp
+    from portal.performance.admin_views import bp as performance_admin_bp
+    from portal.performance.admin_views import my_bp as my_performance_bp
+    from portal.performance.views import bp as manager_bp
     from programs.admin_views import bp as programs_admin_bp
     from programs.partner_views import bp as my_programs_bp
     from rewards.admin_views import bp as rewards_admin_bp
@@ -120,6 +122,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(home_bp)
     app.register_blueprint(partner_bp)
     app.register_blueprint(manager_bp)
+    app.register_blueprint(performance_admin_bp)
+    app.register_blueprint(my_performance_bp)
     app.register_blueprint(territories_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(rules_bp)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import PartnerOrganisation, Role, User
+from portal.performance.demo import load_demo_targets
 from programs.demo import load_demo_programs
 from rewards.demo import load_demo_rewards
 from rewards.imports import (
@@ -113,6 +114,7 @@ def load_demo(data_dir: Path, password: str) -> list[DemoSignIn]:
     db.session.flush()
     load_demo_programs(plan)
     load_demo_rewards(plan)
+    load_demo_targets(plan)
     db.session.commit()
     ensure_built_in_sources()
 

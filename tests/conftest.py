@@ -30,6 +30,9 @@ BACKENDS = ["sqlite", "postgres"]
 
 # Tables emptied between tests; spatial metadata and alembic's version stay.
 DATA_TABLES = [
+    "target_months",
+    "territory_targets",
+    "performance_settings",
     "ledger_entries",
     "payouts",
     "reward_rules",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -193,3 +194,31 @@ def test_a_partner_completes_a_module_and_sees_progress_move(page):  # type: ign
         "1 of 4 required steps done.",
         "2 of 4 required steps done.",
     )
+
+
+def test_a_manager_filters_partners_and_opens_a_territory_from_the_map(page):  # type: ignore[no-untyped-def]
+    sign_in(page, "manager.west@demo.test")
+    page.wait_for_url("**/regions/**")
+    page.get_by_role("link", name="West", exact=True).click()
+    # This quarter has no demo sales: the page offers the latest quarter with some.
+    page.get_by_role("link", name=re.compile("the latest quarter with sales")).click()
+    page.wait_for_url("**/regions/*?from=*")
+
+    page.get_by_label("Search partners").fill("golden")
+    partner_rows = page.locator("#partner-table tbody tr")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#partner-table tbody tr').length === 1"
+    )
+    assert partner_rows.first.locator("th").inner_text() == "Golden State Workplace"
+    assert page.locator("#territory-table tbody tr").count() == 3
+
+    # Shapes are drawn in name order: California first, its middle inside it.
+    shapes = page.locator(".map .leaflet-interactive")
+    shapes.first.wait_for(timeout=10_000)
+    assert shapes.count() == 3
+    shapes.first.click()
+
+    page.wait_for_url("**/territories/**")
+    assert page.locator("h1").inner_text() == "California"
+    assert "Golden State Workplace" in page.locator(".lede").inner_text()
+    assert page.locator("#sales-lines tbody tr").count() > 0

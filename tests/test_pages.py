@@ -491,8 +491,9 @@ def test_manager_region_page_shows_territories_owners_and_counts(
     page = client.get(f"/regions/{market.region}").text
 
     rows = re.findall(
-        r'<a href="/regions/\d+/territories/\d+">([^<]+)</a>\s*</th>\s*'
-        r"<td>([^<]+)</td>\s*<td class=\"num\">(\d+)</td>",
+        r'<th scope="row"><a href="/regions/\d+/territories/\d+\?[^"]*">([^<]+)</a>'
+        r'</th>\s*<td>\s*<a href="[^"]+">([^<]+)</a>\s*</td>'
+        r'(?:\s*<td class="num">[^<]*</td>){5}\s*<td class="num">(\d+)</td>',
         page,
     )
     assert rows == [

@@ -47,8 +47,10 @@
                  "#0369a1", "#a16207", "#9333ea", "#c2410c", "#0e7490", "#4d7c0f"];
 
   function featureStyle(feature, index) {
-    var colour = PALETTE[index % PALETTE.length];
-    return { color: colour, weight: 1.5, fillColor: colour, fillOpacity: 0.25 };
+    // A shape may bring its own colour (the managers' map colours by attainment).
+    var own = feature.properties && feature.properties.colour;
+    var colour = own || PALETTE[index % PALETTE.length];
+    return { color: colour, weight: 1.5, fillColor: colour, fillOpacity: own ? 0.55 : 0.25 };
   }
 
   var ACCOUNT_STYLE = { radius: 3, color: "#111827", weight: 0.5, fillColor: "#f59e0b", fillOpacity: 0.85 };
@@ -61,7 +63,8 @@
     var properties = feature.properties || {};
     if (isAccount(feature)) { return properties.name || "Account"; }
     var owner = properties.partner ? " · " + properties.partner : "";
-    return (properties.name || "Territory") + owner;
+    var attainment = properties.attainment_text ? " · attainment " + properties.attainment_text : "";
+    return (properties.name || "Territory") + owner + attainment;
   }
 
   function drawMap(element, collection) {
@@ -75,6 +78,10 @@
       pointToLayer: function (feature, latlng) { return L.circleMarker(latlng, ACCOUNT_STYLE); },
       onEachFeature: function (feature, shape) {
         shape.bindTooltip(tooltipText(feature), { sticky: true });
+        // A shape with an address opens it when clicked.
+        if (feature.properties && feature.properties.url) {
+          shape.on("click", function () { window.location.assign(feature.properties.url); });
+        }
       }
     }).addTo(map);
     map.fitBounds(layer.getBounds(), { padding: [16, 16] });

@@ -1,0 +1,1 @@
+"""Regional performance: targets, figures per region, territory and partner, flags."""
