@@ -135,7 +135,7 @@ def incentive_standing(
     next_tier = tiers[following] if following < len(tiers) else None
 
     return IncentiveStanding(
-        value_text=format_kpi(program.kpi, value),
+        value_text=format_kpi(program.kpi, value, program.kpi_direction),
         ladder=[(t, format_kpi(program.kpi, t.threshold)) for t in tiers],
         tier=tier,
         next_tier=next_tier,

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, time
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -473,14 +473,24 @@ def _long_date(day: date) -> str:
 # --- Display -----------------------------------------------------------------------
 
 
-def format_kpi(kpi: str, value: Decimal | None) -> str:
-    """A KPI value for people: "$12,345.67", "12 sales", "No sales yet"."""
+def format_kpi(
+    kpi: str, value: Decimal | None, direction: str = KpiDirection.HIGHER_IS_BETTER
+) -> str:
+    """A KPI value for people: "$12,345.67", "12 sales", "No sales yet".
+
+    Money is rounded to the cent away from the next tier (down when more is
+    better), the way :func:`next_step` rounds the distance towards it, so that
+    the value shown plus the distance shown is the threshold to the cent.
+    """
     kind = Kpi(kpi)
     if kind is Kpi.SALES_AVERAGE and value is None:
         return "No sales yet"
     number = value if value is not None else Decimal(0)
     if kind in MONEY_KPIS:
-        return _money(number)
+        higher = KpiDirection(direction) is KpiDirection.HIGHER_IS_BETTER
+        return _money(
+            number.quantize(CENT, rounding=ROUND_FLOOR if higher else ROUND_CEILING)
+        )
     singular, plural = COUNT_NOUNS[kind]
     return f"{_plain(number)} {singular if number == 1 else plural}"
 

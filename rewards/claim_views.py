@@ -27,8 +27,9 @@ from portal import uploads
 from portal.auth import roles_required
 from portal.extensions import db
 from portal.models import Role, User
-from rewards import claims
+from rewards import claims, partner_views, statements
 from rewards.models import Claim, ClaimStatus
+from territory_rules.imports import latest_sale_day
 from territory_rules.views import page_number, render_page
 
 my_claims_bp = Blueprint("my_claims", __name__, url_prefix="/my/claims")
@@ -43,6 +44,8 @@ STATUS_LABELS = {
     ClaimStatus.APPROVED.value: "Approved",
     ClaimStatus.REJECTED.value: "Rejected",
 }
+# What the ledger table of a claim's entries needs from the rewards pages.
+LEDGER_HELPERS = ("points", "pricing", "source_label", "status_label", "claim_url")
 # The admin list's filters: the claims waiting for review first, then by status.
 TO_REVIEW, ALL = "review", "all"
 FILTERS = {
@@ -140,7 +143,7 @@ def render_claim_form(form: ClaimForm) -> tuple[str, int]:
         "rewards/claims/claim_form.html",
         form=form,
         limit=uploads.size_in_words(claims.CLAIM_FILES.limit_bytes),
-        latest_day=claims.latest_sale_day().isoformat(),
+        latest_day=latest_sale_day().isoformat(),
     ), status
 
 
@@ -173,8 +176,13 @@ def flash_submitted(claim: Claim) -> None:
 def claim(claim_id: int) -> str:
     """One of the organisation's claims in full."""
     found = own_claim_or_404(claim_id)
-
-    return render_template("rewards/claims/my_claim.html", claim=found)
+    ledger = partner_views.page_helpers()
+    return render_template(
+        "rewards/claims/my_claim.html",
+        claim=found,
+        rows=statements.claim_rows(found.organisation_id, found.id),
+        **{name: ledger[name] for name in LEDGER_HELPERS},
+    )
 
 
 @my_claims_bp.route("/<int:claim_id>/file")

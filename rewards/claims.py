@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from portal.models import PartnerOrganisation, User, utc_now
 from rewards import jobs
 from rewards.models import Claim, ClaimStatus
 from territory_rules.credit import owner_on
+from territory_rules.imports import EARLIEST_SALE, latest_sale_day
 from territory_rules.locate import territory_for_postal_code
 from territory_rules.models import Territory
 
@@ -44,7 +45,6 @@ CLAIM_FILES = uploads.UploadPolicy(
     extensions=frozenset({"pdf", "png", "jpg", "jpeg"}),
     allowed="a PDF, PNG or JPEG image of the invoice",
 )
-EARLIEST_SALE = date(2000, 1, 1)
 # Claim.amount is NUMERIC(16, 4): twelve digits before the point.
 AMOUNT_LIMIT = Decimal(10) ** 12
 NOTE_MAX = 300
@@ -218,12 +218,6 @@ def _checked_amount(raw: str) -> Decimal:
             "The amount is too large to be a sale; check the number of digits."
         )
     return amount
-
-
-def latest_sale_day() -> date:
-    """Today where the day is latest on Earth (UTC+14): a sale made today
-    anywhere is not in the future."""
-    return (utc_now() + timedelta(hours=14)).date()
 
 
 def _sale_date(raw: str) -> date:

@@ -42,7 +42,6 @@ bp = Blueprint("my_rewards", __name__, url_prefix="/my/rewards")
 
 # The claim pages are built separately; the first of these names that exists is
 # linked ("claim_detail" is the agreed one, "claim" what they were first called).
-CLAIM_ENDPOINTS = ("my_claims.claim_detail", "my_claims.claim")
 PROGRAM_ENDPOINT = "my_programs.program"
 # Ids are looked up as BIGINT at most, like the ids in page addresses.
 MAX_ID_DIGITS = 18
@@ -100,12 +99,9 @@ def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
 
 
-def claim_url(claim_id: int) -> str | None:
-    """The claim's page, once the claim pages exist."""
-    for endpoint in CLAIM_ENDPOINTS:
-        if endpoint in current_app.view_functions:
-            return url_for(endpoint, claim_id=claim_id)
-    return None
+def claim_url(claim_id: int) -> str:
+    """The partner's page of one of its claims."""
+    return url_for("my_claims.claim", claim_id=claim_id)
 
 
 def organisation_id() -> int:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload, scoped_session
 from portal.extensions import db
 from portal.models import PartnerOrganisation, User, utc_now
 from programs.editing import EditRejected
-from programs.models import Program, ProgramKind
+from programs.models import Eligibility, Program, ProgramKind
 from rewards.models import EntryStatus, LedgerEntry, LedgerSource, Payout
 from rewards.plans import check_text, parse_number
 
@@ -159,6 +159,10 @@ def add_adjustment(data: AdjustmentInput, user: User) -> LedgerEntry:
         limit=REASON_MAX,
         multiline=True,
     )
+    if organisation is not None and program is not None:
+        _check_takes_part(organisation, program, errors)
+    if organisation is not None and points is not None and points < 0:
+        _check_available(organisation, program, points, errors)
     if errors or organisation is None or points is None:
         raise EditRejected(errors)
 
@@ -199,6 +203,55 @@ def _adjustment_entry(
         created_by_id=user.id,
         created_at_utc=now,
     )
+
+
+def _check_takes_part(
+    organisation: PartnerOrganisation, program: Program, errors: dict[str, str]
+) -> None:
+    """Points go into a program the organisation is in, or has points in."""
+    eligible = db.session.scalar(
+        select(func.count())
+        .select_from(Eligibility)
+        .where(
+            Eligibility.program_id == program.id,
+            Eligibility.organisation_id == organisation.id,
+        )
+    )
+    held = db.session.scalar(
+        select(func.count()).where(
+            LedgerEntry.program_id == program.id,
+            LedgerEntry.organisation_id == organisation.id,
+        )
+    )
+    if not eligible and not held:
+        errors["program_id"] = (
+            f"{organisation.name} is not in {program.name} and has no points there; "
+            f"choose a program it is in, or none."
+        )
+
+
+def _check_available(
+    organisation: PartnerOrganisation,
+    program: Program | None,
+    points: Decimal,
+    errors: dict[str, str],
+) -> None:
+    """A deduction takes at most the points not yet paid, pending or approved:
+    an organisation's unpaid balance never goes below zero."""
+    query = select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
+        LedgerEntry.organisation_id == organisation.id,
+        LedgerEntry.status != EntryStatus.PAID.value,
+        LedgerEntry.payout_id.is_(None),
+    )
+    if program is not None:
+        query = query.where(LedgerEntry.program_id == program.id)
+    available = Decimal(str(db.session.scalar(query))).quantize(CENT)
+    if -points > available:
+        where = f" in {program.name}" if program is not None else ""
+        errors["points"] = (
+            f"{organisation.name} has {available:,} unpaid points{where}; a "
+            f"deduction can take at most that many."
+        )
 
 
 def _organisation(raw: str, errors: dict[str, str]) -> PartnerOrganisation | None:

@@ -29,6 +29,7 @@ from rewards.models import (
     RewardPlan,
 )
 from territory_rules.credit import credited_sales
+from territory_rules.imports import AMOUNT_STEP
 from territory_rules.models import Account, SalesLine, Territory
 
 ENTRIES_PER_PAGE = 50
@@ -272,7 +273,7 @@ def _standing(
     return ProgramStanding(
         program=program,
         points=points,
-        value_text=format_kpi(program.kpi, value),
+        value_text=format_kpi(program.kpi, value, program.kpi_direction),
         tier=tier,
         next_tier=next_tier,
         next_step=next_step(program, value, today),
@@ -456,21 +457,31 @@ def sale_statement(organisation_id: int, sales_line_id: int) -> SaleStatement | 
         return None
 
     line, account = found
-    chosen = LedgerFilter()
-    entries = db.session.scalars(
-        _listing(organisation_id, chosen)
-        .where(LedgerEntry.sales_line_id == line.id)
-        .order_by(None)
-        .order_by(LedgerEntry.id)
-    ).unique()
-    entries_list = list(entries)
-    facts = _entry_facts(LedgerEntry.id.in_([entry.id for entry in entries_list]))
     return SaleStatement(
         line=line,
         account=account,
         territory_name=credited_territory(line.id, organisation_id),
-        rows=_rows(entries_list, facts),
+        rows=source_rows(organisation_id, LedgerEntry.sales_line_id == line.id),
     )
+
+
+def claim_rows(organisation_id: int, claim_id: int) -> list[LedgerRow]:
+    """The organisation's ledger entries earned by one of its claims, oldest first."""
+    return source_rows(organisation_id, LedgerEntry.claim_id == claim_id)
+
+
+def source_rows(organisation_id: int, source: ColumnElement[bool]) -> list[LedgerRow]:
+    """The organisation's ledger entries matching ``source``, in the order written."""
+    entries = list(
+        db.session.scalars(
+            _listing(organisation_id, LedgerFilter())
+            .where(source)
+            .order_by(None)
+            .order_by(LedgerEntry.id)
+        ).unique()
+    )
+    facts = _entry_facts(LedgerEntry.id.in_([entry.id for entry in entries]))
+    return _rows(entries, facts)
 
 
 def credited_territory(sales_line_id: int, organisation_id: int) -> str | None:
@@ -504,6 +515,16 @@ def format_money(amount: Decimal | None, symbol: str) -> str:
     return f"{sign}{symbol}{abs(value):,.2f}"
 
 
+def _exact_money(amount: Decimal | None, symbol: str) -> str:
+    """An amount as priced: to the cent, or to the sales line's four places when
+    it has them ("$3.856"), so that the formula shown is the one computed."""
+    value = _decimal(amount).quantize(AMOUNT_STEP)
+    if value == value.quantize(CENT):
+        return format_money(value, symbol)
+    sign = "-" if value < 0 else ""
+    return f"{sign}{symbol}{abs(value).normalize():,f}"
+
+
 def pricing_text(entry: LedgerEntry, symbol: str) -> str:
     """The rule that priced the entry, in words; empty for entries not priced.
 
@@ -521,7 +542,7 @@ def pricing_text(entry: LedgerEntry, symbol: str) -> str:
 def _priced(entry: LedgerEntry, symbol: str) -> str:
     multiplier = entry.multiplier if entry.multiplier is not None else Decimal(1)
     text = (
-        f"{format_money(entry.amount, symbol)} {TIMES} {_plain(entry.rate)} {TIMES} "
+        f"{_exact_money(entry.amount, symbol)} {TIMES} {_plain(entry.rate)} {TIMES} "
         f"{_plain(multiplier)} = {format_points(entry.priced_points)} points"
     )
     sources = _multiplier_sources(entry)

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -60,6 +60,8 @@ CHUNK_SIZE = 1000
 MAX_REPAIR_AREA_CHANGE = 0.001
 MAX_UNLOCATED_LISTED = 10
 SAMPLE_DATE = date(2019, 11, 28)
+# Sales dated before this are a wrong year or a wrong date format, not history.
+EARLIEST_SALE = date(2000, 1, 1)
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 # With a declared decimal comma: 1234,5 or 1.234,50 (dots only between groups of
 # three digits), so a dot decimal such as 12.50 is refused, never read as 1250.
@@ -1307,20 +1309,52 @@ def _account_key(
     return f"{external_id}|{city or ''}|{state or ''}"
 
 
+def latest_sale_day() -> date:
+    """Today where the day is latest on Earth (UTC+14): a sale made today
+    anywhere is not in the future."""
+    return (datetime.now(UTC) + timedelta(hours=14)).date()
+
+
 def _sales_line_record(row: _Row, mapping: AccountMapping) -> dict[str, Any]:
+    """A sales line's values; only the optional columns the mapping reads are
+    included, so a re-import keeps what earlier imports stored for the others."""
     assert mapping.line_id and mapping.amount and mapping.order_date
     line_id = row.required(mapping.line_id, "line id", 120)
     amount = row.decimal(
         mapping.amount, "amount", MAX_AMOUNT, required=True, step=AMOUNT_STEP
     )
+    if amount is not None and amount < 0:
+        written = row.text(mapping.amount, "amount", 60)
+        row.fail(
+            f"the amount '{written}' in column '{mapping.amount}' is negative; for a "
+            f"return, import the line again with its corrected amount (0 if all "
+            f"was returned) under the same line id"
+        )
+    order_date = row.date(mapping.order_date, "order date", mapping.date_format)
+    if order_date is not None and not EARLIEST_SALE <= order_date <= latest_sale_day():
+        when = (
+            "in the future"
+            if order_date > EARLIEST_SALE
+            else f"before {EARLIEST_SALE.isoformat()}"
+        )
+        row.fail(
+            f"the order date {order_date.isoformat()} in column "
+            f"'{mapping.order_date}' is {when}; check the year and the date format "
+            f"({mapping.date_format})"
+        )
     record = {
         "external_line_id": line_id,
-        "order_ref": row.text(mapping.order_ref, "order reference", 120),
-        "order_date": row.date(mapping.order_date, "order date", mapping.date_format),
+        "order_date": order_date,
         "amount": amount,
-        "category": row.text(mapping.category, "category", 120),
-        "product": row.text(mapping.product, "product", 300),
     }
+    optional = {
+        "order_ref": (mapping.order_ref, "order reference", 120),
+        "category": (mapping.category, "category", 120),
+        "product": (mapping.product, "product", 300),
+    }
+    for name, (column, label, length) in optional.items():
+        if column:
+            record[name] = row.text(column, label, length)
     return record
 
 

@@ -459,21 +459,51 @@ def test_corrections_say_repriced_and_short_entries_say_capped(
     assert "payout" in row("capped")
 
 
-def test_claim_entries_link_to_the_claim_page_when_it_exists(
-    alice: FlaskClient, world: World, clean_app: Flask
-) -> None:
+def test_claim_entries_link_to_the_claim_page(alice: FlaskClient, world: World) -> None:
     text = page_text(alice.get("/my/rewards"))
 
-    endpoints = [
-        name
-        for name in ("my_claims.claim_detail", "my_claims.claim")
-        if name in clean_app.view_functions
-    ]
-    if endpoints:
-        assert f'href="/my/claims/{world.claim.id}"' in text
-    else:
-        assert "/my/claims/" not in text
+    assert f'href="/my/claims/{world.claim.id}"' in text
     assert "Invoice +44 INV-7" in text
+
+
+def test_the_claim_page_lists_the_points_the_claim_earned(
+    alice: FlaskClient, world: World
+) -> None:
+    response = alice.get(f"/my/claims/{world.claim.id}")
+    text = page_text(response)
+
+    assert response.status_code == 200
+    assert entry_ids(response) == [world.entries["claim"].id]
+    assert "Points from this claim" in text
+    assert f"$300.00 {TIMES} 1 {TIMES} 1 = 300 points" in text
+    assert "the points it earned are listed below" in text
+    assert "next rewards run" not in text
+
+
+def test_an_approved_claim_without_points_says_when_they_come(
+    alice: FlaskClient, world: World
+) -> None:
+    db.session.delete(world.entries["claim"])
+    db.session.commit()
+
+    response = alice.get(f"/my/claims/{world.claim.id}")
+    text = page_text(response)
+
+    assert entry_ids(response) == []
+    assert "Points from this claim" not in text
+    assert "no points from it yet" in text
+
+
+def test_the_formula_shows_the_amount_to_the_place_it_was_priced(
+    alice: FlaskClient, world: World
+) -> None:
+    entry = world.entries["capped"]
+    entry.amount, entry.priced_points = Decimal("3.856"), Decimal("3.86")
+    db.session.commit()
+
+    text = page_text(alice.get("/my/rewards"))
+
+    assert f"$3.856 {TIMES} 1 {TIMES} 1 = 3.86 points" in text
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,14 @@ from werkzeug.security import generate_password_hash
 from portal.extensions import db
 from portal.models import Role, utc_now
 from portal.runs import Run
+from programs.models import Eligibility, Program
 from rewards import payouts
 from rewards.csv_safe import csv_text, safe_cell
 from rewards.jobs import REWARDS_KIND
 from rewards.models import LedgerEntry, Payout, RewardPlan, RewardRule
 from tests.conftest import AuthActions
 from tests.factories import make_org, make_region, make_territory, make_user
-from tests.program_factories import make_program
+from tests.program_factories import add_program_rule, make_program
 
 ADMIN = "admin@example.test"
 MANAGER = "manager@example.test"
@@ -522,10 +523,23 @@ def adjustment(**changes: Any) -> dict[str, Any]:
     return form
 
 
+def take_part(organisation_id: int, program_id: int) -> None:
+    """The organisation in the program, as a programs run would leave it."""
+    rule = add_program_rule(db.session.get(Program, program_id), ("region", "in", []))
+    db.session.add(
+        Eligibility(
+            program_id=program_id, organisation_id=organisation_id, rule_id=rule.id
+        )
+    )
+    db.session.commit()
+
+
 @pytest.mark.parametrize("points", ["250", "-75.5", "+12"])
 def test_an_adjustment_is_an_approved_entry_with_its_sign(
     world: SimpleNamespace, client: FlaskClient, admin: AuthActions, points: str
 ) -> None:
+    take_part(world.acme, world.incentive)
+    entry(world.acme, 80, status="approved", program_id=world.incentive)
     form = adjustment(
         organisation_id=world.acme,
         program_id=world.incentive,
@@ -536,7 +550,9 @@ def test_an_adjustment_is_an_approved_entry_with_its_sign(
     response = client.post("/admin/rewards/adjustments/new", data=form)
 
     assert response.status_code == 302
-    written = db.session.scalars(select(LedgerEntry)).one()
+    written = db.session.scalars(
+        select(LedgerEntry).where(LedgerEntry.source == "adjustment")
+    ).one()
     assert written.points == Decimal(points)
     assert written.source == "adjustment"
     assert written.status == "approved"
@@ -596,6 +612,74 @@ def test_bad_adjustments_are_refused(
     assert response.status_code == 400
     assert message in unescape(response.text)
     assert count(LedgerEntry) == 0
+
+
+def test_an_adjustment_goes_only_into_a_program_the_partner_is_in(
+    world: SimpleNamespace, client: FlaskClient, admin: AuthActions
+) -> None:
+    form = adjustment(
+        organisation_id=world.bolt,
+        program_id=world.incentive,
+        points="10",
+        reason="Goodwill",
+    )
+
+    refused = client.post("/admin/rewards/adjustments/new", data=form)
+    take_part(world.bolt, world.incentive)
+    accepted = client.post("/admin/rewards/adjustments/new", data=form)
+
+    assert refused.status_code == 400
+    assert "Bolt Distribution is not in Growth and has no points there" in unescape(
+        refused.text
+    )
+    assert accepted.status_code == 302
+    assert count(LedgerEntry) == 1
+
+
+@pytest.mark.parametrize(
+    ("points", "program", "accepted"),
+    [
+        ("-560", True, True),
+        ("-560.01", True, False),
+        ("-600", False, True),
+        ("-600.01", False, False),
+    ],
+)
+def test_a_deduction_takes_at_most_the_unpaid_points(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    admin: AuthActions,
+    points: str,
+    program: bool,
+    accepted: bool,
+) -> None:
+    take_part(world.acme, world.incentive)
+    entry(world.acme, 60, status="approved", program_id=world.incentive)
+    entry(world.acme, 40, status="approved")
+    entry(world.acme, 500, status="pending", program_id=world.incentive)
+    entry(world.acme, 700, status="paid", program_id=world.incentive)
+    form = adjustment(
+        organisation_id=world.acme,
+        program_id=world.incentive if program else "",
+        points=points,
+        reason="Returned goods",
+    )
+
+    response = client.post("/admin/rewards/adjustments/new", data=form)
+
+    adjustments = db.session.scalars(
+        select(LedgerEntry.points).where(LedgerEntry.source == "adjustment")
+    ).all()
+    if accepted:
+        assert response.status_code == 302
+        assert adjustments == [Decimal(points)]
+    else:
+        available = (
+            "560.00 unpaid points in Growth" if program else "600.00 unpaid points;"
+        )
+        assert response.status_code == 400
+        assert f"Acme Resellers has {available}" in unescape(response.text)
+        assert adjustments == []
 
 
 def test_the_adjustment_form_offers_organisations_and_incentive_programs(

@@ -12,6 +12,7 @@ import functools
 import html
 import io
 from dataclasses import asdict
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,7 @@ def test_declared_comma_decimals_are_stored_exactly(clean_app):
         [
             sale("L-1", amount="1.234,50"),
             sale("L-2", amount="12,5"),
-            sale("L-3", amount="-3,25"),
+            sale("L-3", amount="3,25"),
             sale("L-4", amount="1.000.000"),
             sale("L-5", amount="0,1234"),
         ]
@@ -295,7 +296,7 @@ def test_declared_comma_decimals_are_stored_exactly(clean_app):
     assert amounts() == {
         "L-1": Decimal("1234.5"),
         "L-2": Decimal("12.5"),
-        "L-3": Decimal("-3.25"),
+        "L-3": Decimal("3.25"),
         "L-4": Decimal("1000000"),
         "L-5": Decimal("0.1234"),
     }
@@ -323,6 +324,14 @@ def test_optional_columns_may_be_left_out(seeded):
         "Corporate",
         "Cambridge",
     )
+    line = db.session.scalar(
+        select(SalesLine).where(SalesLine.external_line_id == "S-1")
+    )
+    assert (line.category, line.product, line.order_ref) == (
+        "Paper",
+        "Copy paper",
+        "O-S-1",
+    )
 
 
 # ----------------------------------------------------------------- bad files
@@ -336,6 +345,44 @@ def test_a_wrong_date_format_names_the_row_and_column(seeded):
         "Row 3: the order date '03/01/2024' in column 'order_date' does not match "
         "the date format %Y-%m-%d (for example 2019-11-28).",
     )
+
+
+def test_order_dates_before_2000_or_in_the_future_are_refused(seeded):
+    tomorrow_anywhere = territory_imports.latest_sale_day() + timedelta(days=1)
+    data = generic_file(
+        [
+            sale("L-1", order_date="2000-01-01"),
+            sale("L-2", order_date="1999-12-31"),
+            sale("L-3", order_date=tomorrow_anywhere.isoformat()),
+            sale("L-4", order_date=territory_imports.latest_sale_day().isoformat()),
+        ]
+    )
+
+    assert_refused(
+        data,
+        "Row 3: the order date 1999-12-31 in column 'order_date' is before "
+        "2000-01-01; check the year and the date format (%Y-%m-%d).",
+        f"Row 4: the order date {tomorrow_anywhere.isoformat()} in column "
+        "'order_date' is in the future;",
+    )
+
+
+def test_negative_amounts_are_refused_and_a_return_is_a_corrected_line(seeded):
+    refused = generic_file([sale("L-1"), sale("S-2", amount="-10.00")])
+    corrected = generic_file([sale("S-2", amount="0")])
+
+    assert_refused(
+        refused,
+        "Row 3: the amount '-10.00' in column 'amount' is negative; for a return, "
+        "import the line again with its corrected amount (0 if all was returned) "
+        "under the same line id.",
+    )
+    assert import_sales(corrected, source(), "return.csv", None).succeeded
+    assert amounts() == {
+        "S-1": Decimal("10.00"),
+        "S-2": Decimal("0"),
+        "S-3": Decimal("10.00"),
+    }
 
 
 def test_comma_decimals_are_refused_unless_declared(seeded):

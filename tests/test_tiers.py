@@ -626,6 +626,41 @@ def test_kpi_values_read_as_amounts_or_counts(kpi, value, text):
     assert format_kpi(kpi, value) == text
 
 
+@pytest.mark.parametrize(
+    ("direction", "tiers", "value", "shown", "step"),
+    [
+        (
+            "higher",
+            [("Gold", "100000")],
+            D("75004.3150"),
+            "$75,004.31",
+            "$24,995.69 more in sales",
+        ),
+        (
+            "higher",
+            [("Gold", "100000")],
+            D("75004.3199"),
+            "$75,004.31",
+            "$24,995.69 more in sales",
+        ),
+        (
+            "lower",
+            [("Bronze", "500"), ("Gold", "200")],
+            D("300.0001"),
+            "$300.01",
+            "down by $100.01",
+        ),
+    ],
+)
+def test_the_value_shown_plus_the_distance_shown_is_the_threshold(
+    clean_app, direction, tiers, value, shown, step
+):
+    program = program_with("sales_sum", direction, *tiers)
+
+    assert format_kpi("sales_sum", value, direction) == shown
+    assert step in next_step(program, value, FEBRUARY)
+
+
 # --- Standings -----------------------------------------------------------------------
 
 
