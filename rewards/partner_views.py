@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("my_rewards", __name__, url_prefix="/my/rewards")
 
-# The claim pages are built separately; the first of these names that exists is
-# linked ("claim_detail" is the agreed one, "claim" what they were first called).
-PROGRAM_ENDPOINT = "my_programs.program"
 # Ids are looked up as BIGINT at most, like the ids in page addresses.
 MAX_ID_DIGITS = 18
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -219,7 +216,6 @@ def index() -> str:
         standings=statements.program_standings(organisation, now.date()),
         programs=statements.ledger_programs(organisation),
         chosen=chosen,
-        program_available=PROGRAM_ENDPOINT in current_app.view_functions,
         **context,
     )
 

@@ -6,6 +6,7 @@ import functools
 import io
 import re
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -133,7 +134,14 @@ def world(clean_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "Spring push", kind="incentive", kpi="sales_sum", ends_on=date(2099, 3, 31)
     )
     add_tier(push, "Bronze", 100, benefits="5% rebate")
-    add_tier(push, "Gold", 1000, benefits="10% rebate")
+    add_tier(
+        push,
+        "Gold",
+        1000,
+        benefits="10% rebate",
+        points_multiplier=Decimal("1.5"),
+        bonus_points=2500,
+    )
     add_sale(account, date(2024, 5, 1), 250)
 
     later = make_program("Next year", starts_on=date(2098, 1, 1))
@@ -231,7 +239,7 @@ def test_programs_page_says_why_and_shows_steps_and_tiers(
     assert "$250.00" in page
     assert "Bronze Your tier" in page
     assert "$750.00 more in sales by 31 March 2099 reaches Gold." in page
-    assert "10% rebate" in page
+    assert "10% rebate Points \u00d71.5 2,500 bonus points on reaching it" in page
 
 
 def test_incentive_progress_bar_shows_the_way_to_the_next_tier(
