@@ -217,6 +217,8 @@ def edit_plan(program_id: int) -> Any:
         "recomputed; the run shows on the runs page.",
         "success",
     )
+    for warning in plans.unmatched_rules(program):
+        flash(warning, "warning")
     return redirect(url_for("rewards_admin.edit_plan", program_id=program.id))
 
 

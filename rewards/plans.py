@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, null, select
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +23,8 @@ from portal.models import User
 from programs.editing import EditRejected
 from programs.models import Program, ProgramKind
 from rewards.models import MultiplierDimension, RewardPlan, RewardRule
-from territory_rules.models import Territory
+from territory_rules.conditions import comparable_text, comparable_value
+from territory_rules.models import Account, SalesLine, Territory
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +197,51 @@ def save_plan(program: Program, data: PlanInput, user: User) -> RewardPlan:
         len(rules),
     )
     return plan
+
+
+# How many of the values found in the data a warning lists.
+KNOWN_VALUES_SHOWN = 12
+
+
+def unmatched_rules(program: Program) -> list[str]:
+    """A warning per category or segment rule whose value no sale or account has
+    (compared as pricing compares it: trimmed, case ignored), naming the values
+    that are there: such a rule is saved, but prices nothing until data matches."""
+    columns: dict[str, tuple[str, Any]] = {
+        MultiplierDimension.CATEGORY.value: ("category", SalesLine.category),
+        MultiplierDimension.SEGMENT.value: ("customer segment", Account.segment),
+    }
+    warnings = []
+    rules = db.session.scalars(
+        select(RewardRule)
+        .where(RewardRule.program_id == program.id)
+        .order_by(RewardRule.id)
+    )
+    for rule in rules:
+        if rule.dimension not in columns:
+            continue
+        noun, column = columns[rule.dimension]
+        wanted = comparable_value(rule.match_value.strip())
+        found = db.session.scalar(
+            select(column).where(comparable_text(column) == wanted).limit(1)
+        )
+        if found is not None:
+            continue
+        known = db.session.scalars(
+            select(func.trim(column))
+            .where(column.is_not(None), func.trim(column) != "")
+            .distinct()
+            .order_by(func.trim(column))
+            .limit(KNOWN_VALUES_SHOWN + 1)
+        ).all()
+        listed = ", ".join(f"“{value}”" for value in known[:KNOWN_VALUES_SHOWN])
+        more = ", …" if len(known) > KNOWN_VALUES_SHOWN else ""
+        there = f" The data has: {listed}{more}." if known else ""
+        warnings.append(
+            f"Rule “{rule.name}”: no sale has the {noun} “{rule.match_value}”, so it "
+            f"multiplies nothing yet; check the spelling.{there}"
+        )
+    return warnings
 
 
 def check_plan(

@@ -30,8 +30,14 @@ from rewards.csv_safe import csv_text, safe_cell
 from rewards.jobs import REWARDS_KIND
 from rewards.models import LedgerEntry, Payout, RewardPlan, RewardRule
 from tests.conftest import AuthActions
-from tests.factories import make_org, make_region, make_territory, make_user
-from tests.program_factories import add_program_rule, make_program
+from tests.factories import (
+    make_account,
+    make_org,
+    make_region,
+    make_territory,
+    make_user,
+)
+from tests.program_factories import add_program_rule, add_sale, make_program
 
 ADMIN = "admin@example.test"
 MANAGER = "manager@example.test"
@@ -261,6 +267,39 @@ def test_saving_a_plan_stores_it_and_requests_a_full_run(
     assert rules["category"].multiplier == Decimal("1.5")
     assert rules["territory"].match_value == str(world.pacific)
     assert rewards_requests == [(world.admin, True)]
+
+
+def test_a_rule_matching_no_data_is_saved_with_a_warning(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    admin: AuthActions,
+    rewards_requests: list[tuple[int, bool]],
+) -> None:
+    shop = make_account("Shop", segment="Corporate")
+    for category in ("Technology", "Furniture", " Technology "):
+        add_sale(shop, date(2026, 3, 1), 10, category=category)
+    db.session.commit()
+    form = plan_form(
+        [
+            ("Tech", "category", "tech", "1.5"),
+            ("Technology", "category", "TECHNOLOGY", "1.2"),
+            ("Consumers", "segment", "Consumer", "2"),
+        ]
+    )
+
+    response = client.post(
+        f"/admin/rewards/programs/{world.incentive}", data=form, follow_redirects=True
+    )
+    text = unescape(response.text)
+
+    assert count(RewardRule) == 3
+    assert (
+        "Rule “Tech”: no sale has the category “tech”, so it multiplies nothing yet; "
+        "check the spelling. The data has: “Furniture”, “Technology”."
+    ) in text
+    assert "Rule “Consumers”: no sale has the customer segment “Consumer”" in text
+    assert "The data has: “Corporate”." in text
+    assert "Rule “Technology”" not in text
 
 
 def test_saving_again_replaces_the_rules_and_keeps_unchanged_ones(
