@@ -43,7 +43,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_run_followers() -> None:
-    """What one domain's changes start in another: new territories, new programs."""
+    """What one domain's changes start in another: new territories, new programs;
+    and what one domain counts of another's."""
     from portal.runs import follow
     from portal.signals import territories_changed
     from programs.jobs import (
@@ -51,6 +52,8 @@ def _register_run_followers() -> None:
         ELIGIBILITY_TASK,
         on_territories_changed,
     )
+    from programs.tiers import count_other_sales
+    from rewards.claims import approved_claim_sales
     from rewards.jobs import FULL_TASK, REWARDS_KIND
     from territory_rules.jobs import ASSIGNMENT_KIND
 
@@ -58,6 +61,8 @@ def _register_run_followers() -> None:
     # Eligibility and tiers decide who earns what: price the ledger again after.
     follow(ELIGIBILITY_KIND, REWARDS_KIND, FULL_TASK)
     territories_changed.connect(on_territories_changed)
+    # Approved claims are sales too: tiers on sales count them.
+    count_other_sales(approved_claim_sales)
 
 
 class BoundedIntConverter(IntegerConverter):

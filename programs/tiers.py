@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    union_all,
 )
 from sqlalchemy.sql import Subquery
 
@@ -306,9 +307,34 @@ def _organisation_filter(program: Program, ids: list[int] | None) -> Organisatio
     return condition
 
 
+# Sales a partner reports itself and has credited outside the sales lines (the
+# approved claims of rewards), registered at start-up: each gives a query of
+# ``organisation_id``, ``order_date`` and ``amount``.
+OtherSales = Callable[[], Select[Any, Any]]
+_OTHER_SALES: list[OtherSales] = []
+
+
+def count_other_sales(source: OtherSales) -> None:
+    """Count the sales ``source`` gives in the sales KPIs, beside the sales lines."""
+    if source not in _OTHER_SALES:
+        _OTHER_SALES.append(source)
+
+
+def counted_sales() -> Subquery:
+    """Every sale a sales KPI counts: credited sales lines, then the other sales.
+
+    Columns: ``organisation_id``, ``order_date``, ``amount``.
+    """
+    lines = credited_sales()
+    query: Any = select(lines.c.organisation_id, lines.c.order_date, lines.c.amount)
+    if _OTHER_SALES:
+        query = union_all(query, *(source() for source in _OTHER_SALES))
+    return query.subquery("counted_sales")
+
+
 def _sales_measure(aggregate: Callable[[Any], ColumnElement[Any]]) -> Measure:
     def measure(program: Program, keep: OrganisationFilter) -> Select[Any, Any]:
-        sales = credited_sales()
+        sales = counted_sales()
         return (
             select(sales.c.organisation_id, aggregate(sales.c).label("value"))
             .where(
@@ -367,7 +393,7 @@ def _new_accounts_measure(
 
 MEASURES: dict[Kpi, Measure] = {
     Kpi.SALES_SUM: _sales_measure(lambda sales: func.sum(sales.amount)),
-    Kpi.SALES_COUNT: _sales_measure(lambda sales: func.count(sales.sales_line_id)),
+    Kpi.SALES_COUNT: _sales_measure(lambda sales: func.count()),
     Kpi.SALES_AVERAGE: _sales_measure(lambda sales: func.avg(sales.amount)),
     Kpi.MODULES_COMPLETED: _modules_measure,
     Kpi.NEW_ACCOUNTS: _new_accounts_measure,

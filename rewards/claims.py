@@ -379,8 +379,18 @@ def approve_claim(claim: Claim, admin: User) -> Claim:
     )
     logger.info("%s approved claim %s", admin.email, claim.id)
 
-    jobs.request_rewards_run(admin)
+    jobs.after_new_sales(admin)
     return claim
+
+
+def approved_claim_sales() -> Select[Any, Any, Any]:
+    """Approved claims as sales of their organisation, for the sales KPIs of
+    tiers: ``organisation_id``, ``order_date``, ``amount``."""
+    return select(
+        Claim.organisation_id,
+        Claim.sale_date.label("order_date"),
+        Claim.amount,
+    ).where(Claim.status == ClaimStatus.APPROVED.value)
 
 
 def reject_claim(claim: Claim, admin: User, reason: str) -> Claim:

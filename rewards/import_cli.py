@@ -92,5 +92,9 @@ def import_sales_command(
             counts=record.counts or {},
         )
     )
-    if (record.counts or {}).get("sales_lines_added"):
-        click.echo("New sales lines were added: a rewards run was requested.")
+    counts = record.counts or {}
+    if counts.get("sales_lines_added") or counts.get("sales_lines_updated"):
+        click.echo(
+            "Sales lines were added or changed: programs and points are being "
+            "recomputed."
+        )

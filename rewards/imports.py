@@ -7,7 +7,7 @@ and written by the territory importer: all or nothing, every bad row listed,
 sales lines matched by their external line id so that importing a file again
 adds nothing twice. This layer records each attempt as a :class:`SalesImport`,
 in the same transaction as the lines it added, or on its own when the file was
-refused, and asks for a rewards run when lines were added.
+refused, and asks for the runs that new or changed lines call for.
 """
 
 from __future__ import annotations
@@ -215,8 +215,9 @@ def import_sales(
     """Import a sales file the way ``source`` reads it (the keyword arguments
     override the source's settings for this file) and record the attempt.
 
-    The record of a refused file is committed, the data is not. When lines were
-    added a rewards run is requested.
+    The record of a refused file is committed, the data is not. When the file
+    added sales lines or changed stored ones, the programs run and the rewards
+    run after it are requested.
     """
     mapping = source_mapping(source, date_format, decimal_separator, encoding)
     notes = _override_notes(source, date_format, decimal_separator, encoding)
@@ -244,8 +245,9 @@ def import_sales(
     db.session.commit()
 
     _log(record, source, user)
-    if report.ok and report.counts.get("sales_lines_added"):
-        jobs.request_rewards_run(user)
+    counts = report.counts if report.ok else {}
+    if counts.get("sales_lines_added") or counts.get("sales_lines_updated"):
+        jobs.after_new_sales(user)
     return record
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from portal.models import User
 from portal.runs import Run, RunReporter, request_run, run_task, start_run
+from programs.jobs import request_eligibility_run
 from rewards import ledger
 
 REWARDS_KIND = "rewards"
@@ -39,3 +40,13 @@ def request_rewards_run(started_by: User | None = None, full: bool = False) -> R
     """After new sales or a reviewed claim: run now, or again after the active run."""
     task = FULL_TASK if full else INCREMENTAL_TASK
     return request_run(REWARDS_KIND, task, started_by)
+
+
+def after_new_sales(started_by: User | None = None) -> Run:
+    """After sales lines were imported or a claim approved.
+
+    Sales move revenue potentials (which targeting rules test), KPIs and tiers
+    (which price points), so the programs run recomputes those first; a full
+    rewards run follows it (see ``portal.app``).
+    """
+    return request_eligibility_run(started_by)

@@ -555,6 +555,40 @@ def _upsert(table: Table, rows: Sequence[dict[str, Any]], keys: list[str]) -> No
         db.session.execute(statement, list(chunk))
 
 
+def _changed_lines(lines: Sequence[dict[str, Any]]) -> int:
+    """How many of the file's sales lines are stored with other values (or not
+    at all): what a recompute has to look at. Read before they are written."""
+    if not lines:
+        return 0
+    compared = [name for name in lines[0] if name not in ("external_line_id", "key")]
+    columns = [SALES_LINES.c[name] for name in compared]
+    changed = 0
+    for chunk in _chunks(lines):
+        by_id = {line["external_line_id"]: line for line in chunk}
+        stored = db.session.execute(
+            select(SALES_LINES.c.external_line_id, *columns).where(
+                SALES_LINES.c.external_line_id.in_(list(by_id))
+            )
+        )
+        same = sum(
+            1
+            for line_id, *values in stored
+            if all(
+                _same_value(value, by_id[line_id][name])
+                for name, value in zip(compared, values, strict=True)
+            )
+        )
+        changed += len(by_id) - same
+    return changed
+
+
+def _same_value(stored: Any, read: Any) -> bool:
+    """A stored value against the file's; SQLite hands amounts back as floats."""
+    if isinstance(read, Decimal) and stored is not None:
+        return Decimal(str(stored)).quantize(AMOUNT_STEP) == read
+    return bool(stored == read)
+
+
 def _count(table: Table) -> int:
     return db.session.scalar(select(func.count()).select_from(table)) or 0
 
@@ -1379,18 +1413,21 @@ def _write_accounts(parsed: _AccountFile, notes: list[str]) -> dict[str, int]:
     ids = _upsert_accounts(list(parsed.accounts.values()), parsed.mapping)
     for line in parsed.lines:
         line["account_id"] = ids[line.pop("key")]
+    lines_changed = _changed_lines(parsed.lines)
     _upsert(SALES_LINES, parsed.lines, ["external_line_id"])
     some_without_country = any(
         account["country"] is None for account in parsed.accounts.values()
     )
     located = _locate_accounts(sorted(ids.values()), notes, some_without_country)
 
+    lines_added = _count(SALES_LINES) - lines_before
     return {
         "rows": parsed.rows,
         "accounts": len(ids),
         "accounts_added": _count(ACCOUNTS) - accounts_before,
         "sales_lines": len(parsed.lines),
-        "sales_lines_added": _count(SALES_LINES) - lines_before,
+        "sales_lines_added": lines_added,
+        "sales_lines_updated": lines_changed - lines_added,
         "padded": parsed.padded,
         **located,
     }

@@ -55,11 +55,15 @@ def quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def rewards_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record the rewards runs asked for instead of running them."""
+    """Record the recomputes asked for instead of running them."""
     requested: list[Any] = []
     monkeypatch.setattr(
         "rewards.jobs.request_rewards_run",
         lambda started_by=None, full=False: requested.append(started_by),
+    )
+    monkeypatch.setattr(
+        "rewards.jobs.after_new_sales",
+        lambda started_by=None: requested.append(started_by),
     )
     return requested
 

@@ -11,10 +11,11 @@ from sqlalchemy import func, select, update
 
 from portal.extensions import db
 from portal.models import utc_now
+from portal.runs import Run
 from programs import eligibility, tiers
 from programs.models import Standing
 from rewards import ledger
-from rewards.jobs import start_rewards_run
+from rewards.jobs import after_new_sales, start_rewards_run
 from rewards.models import (
     Claim,
     LedgerEntry,
@@ -288,6 +289,25 @@ def test_a_realignment_leaves_earlier_sales_with_the_old_owner(world):
     run()
 
     assert totals() == {"Acme": Decimal("200.00"), "Bolt": Decimal("20.00")}
+
+
+def test_new_sales_move_the_tier_first_and_then_the_points(world):
+    add_tier(world["program"], "Silver", 100, points_multiplier=Decimal("1.5"))
+    add_sale(world["shop"], date(2024, 3, 1), "60")
+    db.session.commit()
+
+    first = after_new_sales(None)
+    assert first.status == "succeeded", first.error
+    assert totals() == {"Acme": Decimal("120.00")}  # 60 x 2 points, no tier yet
+
+    add_sale(world["shop"], date(2024, 3, 2), "50")
+    db.session.commit()
+    after_new_sales(None)
+
+    # 110 in sales reaches Silver: both sales are priced at x1.5 now.
+    assert totals() == {"Acme": Decimal("330.00")}
+    runs = db.session.scalars(select(Run.kind).order_by(Run.id)).all()
+    assert runs == ["program_eligibility", "rewards"] * 2
 
 
 def test_an_incremental_run_prices_new_lines_like_a_full_one(world):

@@ -332,10 +332,11 @@ def test_standings_show_tier_progress_and_points_per_program(
     cells = row.group(1)
     assert f'href="/my/programs/{world.growth.id}"' in cells
     assert "Silver" in cells
-    # Credited sales 1,200 + 80 + 40: Gold at 5,000 is 25% of the way.
-    assert "$1,320.00" in cells
-    assert 'value="26"' in cells
-    assert "$3,680.00 more in sales by 31 December 2099 reaches Gold" in cells
+    # Credited sales 1,200 + 80 + 40 and the approved claim of 300: Gold at
+    # 5,000 is 32% of the way.
+    assert "$1,620.00" in cells
+    assert 'value="32"' in cells
+    assert "$3,380.00 more in sales by 31 December 2099 reaches Gold" in cells
     # 2,160 - 360 + 50 + 300 + 500 - 12.50 earned in the program.
     assert "2,637.50" in cells
 

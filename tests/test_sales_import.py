@@ -70,11 +70,11 @@ def quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def rewards_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The rewards runs asked for, by whom; none is run."""
+    """The recomputes asked for after new sales, by whom; none is run."""
     requested: list[Any] = []
     monkeypatch.setattr(
-        "rewards.jobs.request_rewards_run",
-        lambda started_by=None, full=False: requested.append(started_by),
+        "rewards.jobs.after_new_sales",
+        lambda started_by=None: requested.append(started_by),
     )
     return requested
 
@@ -521,11 +521,34 @@ def test_importing_again_or_overlapping_adds_nothing_twice(clean_app, rewards_ru
     overlap = import_sales(overlapping, source(), "b.csv", None)
 
     assert [r.counts["sales_lines_added"] for r in (once, again, overlap)] == [5, 0, 3]
+    assert [r.counts["sales_lines_updated"] for r in (once, again, overlap)] == [
+        0,
+        0,
+        2,
+    ]
     assert [r.counts["sales_lines"] for r in (once, again, overlap)] == [5, 5, 5]
     assert table_counts() == {"accounts": 1, "sales_lines": 8, "imports": 3}
     assert amounts()["L-3"] == Decimal("10.00")
     assert amounts()["L-4"] == Decimal("20.00")  # updated in place, by line id
-    assert len(rewards_runs) == 2  # not for the import that added nothing
+    assert len(rewards_runs) == 2  # not for the import that changed nothing
+
+
+def test_a_changed_line_counts_as_updated_and_asks_for_a_recompute(
+    clean_app, rewards_runs
+):
+    first = generic_file([sale("L-1", amount="10.1250"), sale("L-2")])
+    same_again = generic_file([sale("L-1", amount="10.125"), sale("L-2")])
+    new_product = generic_file(
+        [sale("L-1", amount="10.125"), sale("L-2", product="Ink")]
+    )
+
+    records = [
+        import_sales(data, source(), "f.csv", None)
+        for data in (first, same_again, new_product)
+    ]
+
+    assert [r.counts["sales_lines_updated"] for r in records] == [0, 0, 1]
+    assert len(rewards_runs) == 2
 
 
 def test_the_real_superstore_file_imports_into_an_empty_database(clean_app):
@@ -583,7 +606,7 @@ def test_the_command_imports_and_prints_the_report(clean_app, tmp_path, rewards_
     )
     assert "  note: Read with the decimal separator ','" in result.stdout
     assert result.stdout.endswith(
-        "New sales lines were added: a rewards run was requested.\n"
+        "Sales lines were added or changed: programs and points are being recomputed.\n"
     )
     assert amounts() == {"L-1": Decimal("10"), "L-2": Decimal("2.5")}
     assert rewards_runs == [None]
@@ -683,7 +706,10 @@ def test_an_upload_shows_its_report_and_is_listed(admin_client, rewards_runs):
     body = text_of(response)
     assert response.status_code == 200
     assert "Sales import 1" in body
-    assert "2 new sales lines were added and a rewards run was requested." in body
+    assert (
+        "2 new sales lines, 0 lines already imported with other values, now "
+        "updated; programs and points are being recomputed (see Runs)."
+    ) in body
     assert "<dt>Sales lines added</dt><dd>2</dd>" in body
     assert '<a href="/admin/rewards/imports/1">1</a>' in body
     assert table_counts() == {"accounts": 1, "sales_lines": 2, "imports": 1}

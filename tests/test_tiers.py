@@ -22,6 +22,7 @@ from programs.tiers import (
     refresh_standings,
     tier_for,
 )
+from rewards.models import Claim
 from tests.factories import (
     make_account,
     make_org,
@@ -158,6 +159,41 @@ def test_kpi_values_count_the_period_for_every_eligible_partner(world, kpi):
     values = kpi_values(program)
 
     assert values_by_name(values) == EXPECTED_KPIS[kpi]
+
+
+def claim(organisation: PartnerOrganisation, on: date, amount: str, status: str):
+    db.session.add(
+        Claim(
+            organisation_id=organisation.id,
+            customer_name="Walk-in",
+            postal_code="02139",
+            amount=D(amount),
+            sale_date=on,
+            invoice_number=f"INV-{on}-{amount}-{status}",
+            status=status,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("kpi", "expected"),
+    [
+        ("sales_sum", {"Alpha": D("505.01"), "Beta": D("1500.00"), "Gamma": D(0)}),
+        ("sales_count", {"Alpha": D(5), "Beta": D(2), "Gamma": D(0)}),
+        ("sales_average", {"Alpha": D("101.002"), "Beta": D("750.00"), "Gamma": None}),
+        ("new_accounts", {"Alpha": D(1), "Beta": D(1), "Gamma": D(0)}),
+    ],
+)
+def test_approved_claims_in_the_period_count_as_sales(world, kpi, expected):
+    claim(world.alpha, Q1_END, "100.00", "approved")
+    claim(world.alpha, date(2027, 4, 1), "70.00", "approved")  # after the period
+    for status in ("submitted", "flagged", "rejected"):
+        claim(world.alpha, Q1_START, "5000.00", status)
+    claim(world.gamma, Q1_START, "1.00", "submitted")
+    program = quarter_program(kpi)
+    make_eligible(program, world.alpha, world.beta, world.gamma)
+
+    assert values_by_name(kpi_values(program)) == expected
 
 
 def test_kpi_values_keep_the_amounts_precision_and_whole_counts(world):
