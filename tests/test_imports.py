@@ -582,6 +582,7 @@ def test_accounts_from_a_bom_crlf_file_are_padded_and_located(clean_app):
         "accounts_added": 6,
         "sales_lines": 7,
         "sales_lines_added": 7,
+        "sales_lines_updated": 0,
         "padded": 2,
         "located_by_postal_code": 4,
         "located_by_city_state": 1,
@@ -653,6 +654,8 @@ def test_reimporting_accounts_updates_instead_of_adding(seeded):
             0,
             0,
         )
+    assert same.counts["sales_lines_updated"] == 0
+    assert updated.counts["sales_lines_updated"] == 1  # the amount 5.25 -> 6.25
     assert db.session.scalar(select(func.count()).select_from(Account)) == 6
     assert db.session.scalar(select(func.count()).select_from(SalesLine)) == 7
     bea = db.session.scalar(select(Account).where(Account.external_id == "C-2"))
@@ -959,6 +962,7 @@ def test_real_centroids_and_superstore_accounts(clean_app):
         "accounts_added": 4910,
         "sales_lines": 9994,
         "sales_lines_added": 9994,
+        "sales_lines_updated": 0,
         "padded": 438,
         "located_by_postal_code": 4905,
         "located_by_city_state": 5,
@@ -990,6 +994,7 @@ def test_real_centroids_and_superstore_accounts(clean_app):
 
     assert (again_postal.counts["added"], again_postal.counts["updated"]) == (0, 42735)
     assert (again.counts["accounts_added"], again.counts["sales_lines_added"]) == (0, 0)
+    assert again.counts["sales_lines_updated"] == 0
     assert db.session.scalar(select(func.count()).select_from(PostalCode)) == 42735
     assert db.session.scalar(select(func.count()).select_from(Account)) == 4910
     assert db.session.scalar(select(func.count()).select_from(SalesLine)) == 9994
@@ -1065,7 +1070,8 @@ def test_import_commands_print_the_report(clean_app):
     assert accounts.exit_code == 0, accounts.output
     assert accounts.stdout.startswith(
         "Imported: rows 7, accounts 6, accounts added 6, sales lines 7, "
-        "sales lines added 7, padded 2, located by postal code 4, "
+        "sales lines added 7, sales lines updated 0, padded 2, located by postal "
+        "code 4, "
         "located by city state 1, not located 1.\n"
         "  note: Postal codes that had lost their leading zeros"
     )
