@@ -135,7 +135,7 @@ class AccountMapping:
     optional_columns: list[str] = field(default_factory=list)
 
 
-class _Refused(Exception):
+class ImportRefused(Exception):
     """The input cannot be imported; ``messages`` say why and what to fix."""
 
     def __init__(self, messages: list[str]) -> None:
@@ -147,7 +147,7 @@ class _Refused(Exception):
         return ImportReport(ok=False, errors=self.messages, notes=self.notes)
 
 
-class _Problems:
+class RowProblems:
     """Collects problems; lists the first fifty and counts the rest, and the rows
     they were found in."""
 
@@ -182,10 +182,10 @@ class _Problems:
 
     def refuse_if_any(self) -> None:
         if self.total:
-            raise _Refused(self.messages())
+            raise ImportRefused(self.messages())
 
 
-def _refused_report(refused: _Refused, what: str) -> ImportReport:
+def refused_report(refused: ImportRefused, what: str) -> ImportReport:
     logger.info("Refused %s import: %s", what, refused.messages[0])
     return refused.report()
 
@@ -207,7 +207,7 @@ def _decode(data: bytes, encoding: str | None, notes: list[str]) -> str:
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError as exc:
-        raise _Refused(
+        raise ImportRefused(
             [
                 f"The file is neither UTF-8 nor Windows-1252 text (byte "
                 f"0x{data[exc.start]:02x} at position {exc.start}); save it as UTF-8 "
@@ -222,7 +222,7 @@ def _decode_declared(data: bytes, encoding: str) -> str:
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
-        raise _Refused(
+        raise ImportRefused(
             [f"'{encoding}' is not an encoding we know; try utf-8 or cp1252."]
         ) from None
     if name == "utf-8":
@@ -231,11 +231,11 @@ def _decode_declared(data: bytes, encoding: str) -> str:
         return data.decode(name)
     except LookupError:
         # Codecs such as base64 or rot13 are known but do not decode to text.
-        raise _Refused(
+        raise ImportRefused(
             [f"'{encoding}' is not a text encoding; try utf-8 or cp1252."]
         ) from None
     except UnicodeDecodeError as exc:
-        raise _Refused(
+        raise ImportRefused(
             [
                 f"The file is not valid {encoding} text (byte 0x{data[exc.start]:02x} "
                 f"at position {exc.start}); choose its real encoding or leave the "
@@ -253,10 +253,10 @@ class _Table:
         return {name: index for index, name in enumerate(self.header)}
 
 
-def _read_csv(data: bytes, encoding: str | None, notes: list[str]) -> _Table:
+def read_csv(data: bytes, encoding: str | None, notes: list[str]) -> _Table:
     text = _decode(data, encoding, notes)
     if "\x00" in text:
-        raise _Refused(
+        raise ImportRefused(
             [
                 "The file holds NUL characters, so it is not CSV text; if it is a "
                 "spreadsheet or an archive, save it as CSV and import that."
@@ -270,13 +270,13 @@ def _read_csv(data: bytes, encoding: str | None, notes: list[str]) -> _Table:
             if any(value.strip() for value in values)
         ]
     except csv.Error as exc:
-        raise _Refused(
+        raise ImportRefused(
             [f"The file cannot be read as CSV: {exc} (line {records.line_num})."]
         ) from None
     if not numbered:
-        raise _Refused(["The file is empty; it needs a header row and data rows."])
+        raise ImportRefused(["The file is empty; it needs a header row and data rows."])
     if len(numbered) == 1:
-        raise _Refused(["The file has a header but no rows."])
+        raise ImportRefused(["The file has a header but no rows."])
 
     header = [name.strip() for name in numbered[0][1]]
     return _Table(header, _even_rows(numbered[1:], len(header)))
@@ -286,7 +286,7 @@ def _even_rows(
     rows: list[tuple[int, list[str]]], width: int
 ) -> list[tuple[int, list[str]]]:
     """Refuse rows whose number of values differs from the header's."""
-    problems = _Problems()
+    problems = RowProblems()
     for number, values in rows:
         # Spreadsheets often leave empty cells after the last column; they are harmless.
         while len(values) > width and not values[-1].strip():
@@ -301,9 +301,9 @@ def _even_rows(
     return rows
 
 
-def _check_columns(table: _Table, wanted: dict[str, str | None]) -> None:
+def check_columns(table: _Table, wanted: dict[str, str | None]) -> None:
     """Every mapped column (label -> column name) must exist once in the header."""
-    problems = _Problems()
+    problems = RowProblems()
     counts = Counter(table.header)
     found = ", ".join(f"'{name}'" for name in table.header)
     for label, column in wanted.items():
@@ -331,7 +331,7 @@ def _shorten(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-class _Row:
+class CsvRow:
     """One CSV record being read; problems are collected, never raised."""
 
     def __init__(
@@ -339,7 +339,7 @@ class _Row:
         number: int,
         values: list[str],
         columns: dict[str, int],
-        problems: _Problems,
+        problems: RowProblems,
         decimal_separator: str | None = None,
     ) -> None:
         self.number = number
@@ -593,7 +593,7 @@ def _count(table: Table) -> int:
     return db.session.scalar(select(func.count()).select_from(table)) or 0
 
 
-def _in_one_transaction(what: str, write: Callable[[], ImportReport]) -> ImportReport:
+def in_one_transaction(what: str, write: Callable[[], ImportReport]) -> ImportReport:
     """Write and commit; should the database still refuse a row the checks let
     through (another import running at the same time, say), roll everything back
     and report it instead of leaving half an import."""
@@ -635,10 +635,10 @@ def import_boundaries(
     try:
         layer, name_property = _check_layer(layer, name_property)
         features = _read_features(data, name_property, code_property)
-    except _Refused as refused:
-        return _refused_report(refused, "boundary")
+    except ImportRefused as refused:
+        return refused_report(refused, "boundary")
 
-    return _in_one_transaction(
+    return in_one_transaction(
         "boundaries",
         lambda: ImportReport(
             ok=True,
@@ -661,7 +661,7 @@ def _feature_notes(features: list[_Feature]) -> list[str]:
 
 def _check_layer(layer: str, name_property: str) -> tuple[str, str]:
     layer, name_property = layer.strip(), name_property.strip()
-    problems = _Problems()
+    problems = RowProblems()
     if not layer:
         problems.add("Give the layer a name, e.g. 'US states'.")
     elif len(layer) > 120:
@@ -674,21 +674,21 @@ def _check_layer(layer: str, name_property: str) -> tuple[str, str]:
 
 def _load_json(data: bytes) -> Any:
     if not data.strip():
-        raise _Refused(
+        raise ImportRefused(
             ["The file is empty. Choose a GeoJSON file holding a FeatureCollection."]
         )
     try:
         return json.loads(data)
     except UnicodeDecodeError:
-        raise _Refused(
+        raise ImportRefused(
             ["The file is not UTF-8 text, so it cannot be GeoJSON."]
         ) from None
     except RecursionError:
-        raise _Refused(
+        raise ImportRefused(
             ["The file nests JSON arrays or objects too deeply to be GeoJSON."]
         ) from None
     except json.JSONDecodeError as exc:
-        raise _Refused(
+        raise ImportRefused(
             [
                 # Some messages end in "at" already ("Unterminated string
                 # starting at"); the position follows them either way.
@@ -704,10 +704,10 @@ def _feature_list(document: Any) -> list[Any]:
         return [document]
     if kind == "FeatureCollection" and isinstance(document.get("features"), list):
         if not document["features"]:
-            raise _Refused(["The FeatureCollection holds no features."])
+            raise ImportRefused(["The FeatureCollection holds no features."])
         return document["features"]
     found = f"of type '{kind}'" if kind else f"a JSON {_json_kind(document)}"
-    raise _Refused(
+    raise ImportRefused(
         [f"The file is {found}, not a GeoJSON FeatureCollection or Feature."]
     )
 
@@ -722,7 +722,7 @@ def _read_features(
     data: bytes, name_property: str, code_property: str | None
 ) -> list[_Feature]:
     raw_features = _feature_list(_load_json(data))
-    problems = _Problems()
+    problems = RowProblems()
     features: list[_Feature] = []
     first_seen: dict[str, int] = {}
     for number, raw in enumerate(raw_features, start=1):
@@ -756,7 +756,7 @@ def _read_feature(
     raw: Any,
     name_property: str,
     code_property: str | None,
-    problems: _Problems,
+    problems: RowProblems,
 ) -> _Feature | None:
     if not isinstance(raw, dict) or raw.get("type") != "Feature":
         problems.add(f"Feature {number} is not a GeoJSON Feature object.")
@@ -793,7 +793,7 @@ def _missing_name(number: int, raw: dict[str, Any], name_property: str) -> str:
     return f"Feature {number} has no '{name_property}' property; {found}."
 
 
-def _read_geometry(label: str, raw: Any, problems: _Problems) -> BaseGeometry | None:
+def _read_geometry(label: str, raw: Any, problems: RowProblems) -> BaseGeometry | None:
     if not isinstance(raw, dict):
         problems.add(f"{label} has no geometry.")
         return None
@@ -853,7 +853,11 @@ def polygonal_parts(geometry: BaseGeometry) -> MultiPolygon:
 
 
 def _repaired(
-    label: str, name: str, code: str | None, geometry: BaseGeometry, problems: _Problems
+    label: str,
+    name: str,
+    code: str | None,
+    geometry: BaseGeometry,
+    problems: RowProblems,
 ) -> _Feature | None:
     if geometry.is_valid:
         return _Feature(name, code, polygonal_parts(geometry), None)
@@ -967,11 +971,11 @@ def import_postal_codes(data: bytes, mapping: PostalCodeMapping) -> ImportReport
     notes: list[str] = []
     try:
         rows, padded = _read_postal_codes(data, mapping, notes)
-    except _Refused as refused:
+    except ImportRefused as refused:
         refused.notes = notes
-        return _refused_report(refused, "postal code")
+        return refused_report(refused, "postal code")
 
-    return _in_one_transaction(
+    return in_one_transaction(
         "postal codes", lambda: _write_postal_codes(rows, padded, notes)
     )
 
@@ -1010,22 +1014,22 @@ def _check_postal_mapping(mapping: PostalCodeMapping) -> None:
         )
     problems += _check_pad_width(mapping.pad_to)
     if problems:
-        raise _Refused(problems)
+        raise ImportRefused(problems)
 
 
 def _read_postal_codes(
     data: bytes, mapping: PostalCodeMapping, notes: list[str]
 ) -> tuple[list[dict[str, Any]], int]:
     _check_postal_mapping(mapping)
-    table = _read_csv(data, mapping.encoding, notes)
-    _check_columns(table, _postal_columns(mapping))
+    table = read_csv(data, mapping.encoding, notes)
+    check_columns(table, _postal_columns(mapping))
 
-    columns, problems = table.column_index(), _Problems()
+    columns, problems = table.column_index(), RowProblems()
     padding = _Padding(mapping.pad_to)
     rows: list[dict[str, Any]] = []
     seen = _FirstRows()
     for number, values in table.rows:
-        row = _Row(number, values, columns, problems)
+        row = CsvRow(number, values, columns, problems)
         record = _postal_record(row, mapping, padding)
         key = (record["country"], record["code"])
         first = seen.repeated(key, number) if record["code"] else None
@@ -1040,7 +1044,7 @@ def _read_postal_codes(
 
 
 def _postal_record(
-    row: _Row, mapping: PostalCodeMapping, padding: _Padding
+    row: CsvRow, mapping: PostalCodeMapping, padding: _Padding
 ) -> dict[str, Any]:
     code = row.postal_code(mapping.code, padding)
     if code is None:
@@ -1105,9 +1109,9 @@ def import_accounts(
         parsed = _read_accounts(data, mapping, notes)
         _check_postal_codes_known(parsed)
         _check_lines_stay_with_their_accounts(parsed)
-    except _Refused as refused:
+    except ImportRefused as refused:
         refused.notes = notes
-        return _refused_report(refused, "account")
+        return refused_report(refused, "account")
 
     def write() -> ImportReport:
         counts = _write_accounts(parsed, notes)
@@ -1116,7 +1120,7 @@ def import_accounts(
             before_commit(report)
         return report
 
-    return _in_one_transaction("accounts", write)
+    return in_one_transaction("accounts", write)
 
 
 def _account_columns(mapping: AccountMapping) -> dict[str, str | None]:
@@ -1192,7 +1196,7 @@ def _check_account_mapping(mapping: AccountMapping) -> None:
         if name not in OPTIONAL_FIELDS
     ]
     if problems:
-        raise _Refused(problems)
+        raise ImportRefused(problems)
 
 
 def date_format_reads_dates(date_format: str) -> bool:
@@ -1208,16 +1212,16 @@ def _read_accounts(
     data: bytes, mapping: AccountMapping, notes: list[str]
 ) -> _AccountFile:
     _check_account_mapping(mapping)
-    table = _read_csv(data, mapping.encoding, notes)
+    table = read_csv(data, mapping.encoding, notes)
     mapping = _without_absent_columns(mapping, table.header, notes)
-    _check_columns(table, _account_columns(mapping))
+    check_columns(table, _account_columns(mapping))
 
-    columns, problems = table.column_index(), _Problems()
+    columns, problems = table.column_index(), RowProblems()
     padding = _Padding(mapping.pad_postal_to)
     parsed = _AccountFile(mapping, {}, [], len(table.rows))
     seen = _FirstRows()
     for number, values in table.rows:
-        row = _Row(number, values, columns, problems, mapping.decimal_separator)
+        row = CsvRow(number, values, columns, problems, mapping.decimal_separator)
         account = _account_record(row, mapping, padding)
         line = _sales_line_record(row, mapping) if mapping.line_id else None
         line_id = line["external_line_id"] if line else None
@@ -1271,7 +1275,7 @@ def _check_postal_codes_known(parsed: _AccountFile) -> None:
         known = select(POSTAL_CODES.c.code).where(POSTAL_CODES.c.code.in_(chunk))
         if db.session.scalar(known.limit(1)) is not None:
             return
-    raise _Refused(
+    raise ImportRefused(
         [
             f"None of the {len(codes)} postal codes in column '{mapping.postal_code}' "
             f"is a known postal code (e.g. '{_shorten(codes[0])}'). Check the column "
@@ -1297,7 +1301,7 @@ def _check_lines_stay_with_their_accounts(parsed: _AccountFile) -> None:
             if key != keys[line_id]
         ]
 
-    problems = _Problems()
+    problems = RowProblems()
     for row_number, line_id, key in sorted(moved):
         problems.add(
             f"Row {row_number}: sales line id '{line_id}' already belongs to account "
@@ -1309,7 +1313,7 @@ def _check_lines_stay_with_their_accounts(parsed: _AccountFile) -> None:
 
 
 def _account_record(
-    row: _Row, mapping: AccountMapping, padding: _Padding
+    row: CsvRow, mapping: AccountMapping, padding: _Padding
 ) -> dict[str, Any]:
     external_id = row.required(mapping.external_id, "external id", 120)
     postal_code = row.postal_code(mapping.postal_code, padding)
@@ -1349,7 +1353,7 @@ def latest_sale_day() -> date:
     return (datetime.now(UTC) + timedelta(hours=14)).date()
 
 
-def _sales_line_record(row: _Row, mapping: AccountMapping) -> dict[str, Any]:
+def _sales_line_record(row: CsvRow, mapping: AccountMapping) -> dict[str, Any]:
     """A sales line's values; only the optional columns the mapping reads are
     included, so a re-import keeps what earlier imports stored for the others."""
     assert mapping.line_id and mapping.amount and mapping.order_date

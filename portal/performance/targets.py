@@ -30,14 +30,14 @@ from portal.performance.periods import Period, next_month
 # The CSV reading (encodings, byte-order marks, decimal commas, row problems) is
 # the territory importer's, so that every import in the portal reads files alike.
 from territory_rules.imports import (
+    CsvRow,
+    ImportRefused,
     ImportReport,
-    _check_columns,
-    _in_one_transaction,
-    _Problems,
-    _read_csv,
-    _Refused,
-    _refused_report,
-    _Row,
+    RowProblems,
+    check_columns,
+    in_one_transaction,
+    read_csv,
+    refused_report,
 )
 from territory_rules.models import Region, Territory
 
@@ -338,9 +338,9 @@ def import_targets(
     notes: list[str] = []
     try:
         rows = _read_target_rows(data, territories, decimal_separator, encoding, notes)
-    except _Refused as refused:
+    except ImportRefused as refused:
         refused.notes = notes
-        return _refused_report(refused, "targets")
+        return refused_report(refused, "targets")
 
     def write() -> ImportReport:
         replaced = 0
@@ -351,7 +351,7 @@ def import_targets(
         counts = {"targets": len(rows) - replaced, "replaced": replaced}
         return ImportReport(ok=True, notes=notes, counts=counts)
 
-    report = _in_one_transaction("targets", write)
+    report = in_one_transaction("targets", write)
     if report.ok:
         logger.info(
             "%s imported %s targets", user.email if user else "The system", len(rows)
@@ -366,16 +366,16 @@ def _read_target_rows(
     encoding: str | None,
     notes: list[str],
 ) -> list[TargetInput]:
-    table = _read_csv(data, encoding, notes)
-    _check_columns(table, {f"{name} column": name for name in COLUMNS})
+    table = read_csv(data, encoding, notes)
+    check_columns(table, {f"{name} column": name for name in COLUMNS})
     months = _month_columns(table.header)
     by_name = {territory.name.casefold(): territory for territory in territories}
-    problems = _Problems()
+    problems = RowProblems()
     columns = table.column_index()
 
     read = []
     for number, values in table.rows:
-        row = _Row(number, values, columns, problems, separator)
+        row = CsvRow(number, values, columns, problems, separator)
         target = _read_row(row, months, by_name)
         if target is not None:
             read.append((number, target))
@@ -389,7 +389,7 @@ def _read_target_rows(
 
 def _month_columns(header: list[str]) -> dict[str, date]:
     """The month columns (``2018-01``) by name; any other extra column is refused."""
-    problems = _Problems()
+    problems = RowProblems()
     months = {}
     for name in header:
         if name in COLUMNS:
@@ -407,7 +407,7 @@ def _month_columns(header: list[str]) -> dict[str, date]:
 
 
 def _read_row(
-    row: _Row, months: dict[str, date], by_name: dict[str, Territory]
+    row: CsvRow, months: dict[str, date], by_name: dict[str, Territory]
 ) -> TargetInput | None:
     name = row.required("territory", "territory", 200)
     territory = by_name.get(name.casefold()) if name else None
@@ -462,7 +462,7 @@ def _known_names(by_name: dict[str, Territory]) -> str:
 
 
 def _check_against_each_other(
-    read: list[tuple[int, TargetInput]], problems: _Problems
+    read: list[tuple[int, TargetInput]], problems: RowProblems
 ) -> None:
     """Two rows of one territory must not share a day."""
     ordered = sorted(read, key=lambda item: (item[1].territory.id, item[1].starts_on))
@@ -485,7 +485,7 @@ def _check_against_each_other(
 
 
 def _check_against_stored(
-    read: list[tuple[int, TargetInput]], problems: _Problems
+    read: list[tuple[int, TargetInput]], problems: RowProblems
 ) -> None:
     """Each row against the stored targets of its territory (one query)."""
     territory_ids = {target.territory.id for _, target in read}
