@@ -286,6 +286,15 @@ def test_the_map_carries_attainment_colour_and_detail_address(
     assert feature["properties"]["url"] == (
         f"/regions/{region.id}/territories/{shaped.id}?{Q3}"
     )
+    page = client.get(f"/regions/{region.id}?{Q3}").text
+    legend = page.split('class="map-legend"', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r'background: (#[0-9a-f]{6})".*?</span>([^<]+)</li>', legend) == [
+        ("#b42318", "Below 80%"),
+        ("#f59e0b", "80% to 95%"),
+        ("#84cc16", "95% to 105%"),
+        ("#15803d", "105% or more"),
+        ("#9aa5b1", "No target"),
+    ]
 
 
 # Sorting and filtering -------------------------------------------------------------

@@ -77,7 +77,10 @@
       },
       pointToLayer: function (feature, latlng) { return L.circleMarker(latlng, ACCOUNT_STYLE); },
       onEachFeature: function (feature, shape) {
-        shape.bindTooltip(tooltipText(feature), { sticky: true });
+        // As an element with text, never as HTML: names come from imported files.
+        var label = document.createElement("span");
+        label.textContent = tooltipText(feature);
+        shape.bindTooltip(label, { sticky: true });
         // A shape with an address opens it when clicked.
         if (feature.properties && feature.properties.url) {
           shape.on("click", function () { window.location.assign(feature.properties.url); });
