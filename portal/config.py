@@ -33,7 +33,9 @@ def from_environment(instance_path: Path) -> dict[str, Any]:
             "SPATIALITE_LIBRARY_PATH", "mod_spatialite"
         ),
         "DEMO_PASSWORD": os.environ.get("DEMO_PASSWORD", "demo-portal-2026"),
-        "RUN_STALE_SECONDS": int(os.environ.get("RUN_STALE_SECONDS", "900")),
+        # A running run is stamped this often; silent this long, it is failed.
+        "RUN_HEARTBEAT_SECONDS": float(os.environ.get("RUN_HEARTBEAT_SECONDS", "10")),
+        "RUN_STALE_SECONDS": int(os.environ.get("RUN_STALE_SECONDS", "120")),
         "ACCOUNTS_PER_PAGE": 50,
         # Shown before amounts (sales, thresholds, potential); one currency per portal.
         "CURRENCY_SYMBOL": os.environ.get("CURRENCY_SYMBOL", "$"),

@@ -11,6 +11,7 @@ import enum
 import functools
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import Model, db
@@ -113,18 +114,62 @@ def run_task(func: TaskFunction) -> Callable[[int], dict[str, Any]]:
     @functools.wraps(func)
     def task(run_id: int) -> dict[str, Any]:
         _mark_running(run_id)
+        heartbeat = _Heartbeat(run_id)
         try:
             counts = func(RunReporter(run_id))
         except Exception as exc:
+            heartbeat.stop()
             db.session.rollback()
             _mark_finished(run_id, RunStatus.FAILED, error=_describe(exc))
             logger.exception("Run %s failed", run_id)
             raise
+        heartbeat.stop()
         _mark_finished(run_id, RunStatus.SUCCEEDED, counts=counts)
         _start_next_runs(run_id)
         return counts
 
     return task
+
+
+class _Heartbeat:
+    """Stamps a running run every ``RUN_HEARTBEAT_SECONDS`` from a thread of its
+    own, on a connection of its own, while the task works.
+
+    A run busy in one long statement so stays visibly alive, and a run whose
+    process died falls silent at once: after ``RUN_STALE_SECONDS`` of silence
+    it is marked failed (see :func:`expire_stale_runs`).
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.interval = float(current_app.config["RUN_HEARTBEAT_SECONDS"])
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        if self.interval > 0:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            self.thread = threading.Thread(
+                target=self._beat, args=(app,), name=f"run-{run_id}-heartbeat"
+            )
+            self.thread.daemon = True
+            self.thread.start()
+
+    def _beat(self, app: Any) -> None:
+        beat = update(Run).where(
+            Run.id == self.run_id, Run.status == RunStatus.RUNNING.value
+        )
+        with app.app_context():
+            while not self.stopped.wait(self.interval):
+                try:
+                    with db.engine.begin() as connection:
+                        connection.execute(beat.values(heartbeat_at_utc=utc_now()))
+                except SQLAlchemyError as exc:
+                    # SQLite's one writer may be the run itself; the next beat.
+                    logger.debug("Run %s heartbeat skipped: %s", self.run_id, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 # kind -> the (kind, task) of runs that read what a successful run of it wrote.
@@ -245,6 +290,15 @@ def expire_stale_runs(kind: str) -> None:
             run.finished_at_utc = now
             logger.warning("Run %s marked failed: %s", run.id, reason)
     db.session.commit()
+
+
+def expire_every_stale_run() -> None:
+    """:func:`expire_stale_runs` for every kind with an active run."""
+    kinds = db.session.scalars(
+        select(Run.kind).where(Run.status.in_(ACTIVE_STATUSES)).distinct()
+    ).all()
+    for kind in kinds:
+        expire_stale_runs(kind)
 
 
 def _active_run(kind: str) -> Run:

@@ -27,7 +27,7 @@ from flask_login import current_user
 from portal.auth import roles_required
 from portal.extensions import db
 from portal.models import Role
-from portal.runs import Run
+from portal.runs import Run, expire_every_stale_run, expire_stale_runs
 from territory_rules import queries
 from territory_rules.export import iter_assignments_csv
 from territory_rules.jobs import ASSIGNMENT_KIND, start_assignment_run
@@ -180,6 +180,10 @@ def run_status(run_id: int) -> Response | str:
     run = db.session.get(Run, run_id)
     if run is None:
         abort(404)
+    if run.is_active:
+        # A run whose worker died says so here, without waiting for a new start.
+        expire_stale_runs(run.kind)
+        db.session.refresh(run)
 
     if wants_fragment():
         return run_fragment(run, created=None)
@@ -204,6 +208,7 @@ def run_fragment(run: Run, created: bool | None) -> Response:
 @roles_required(Role.ADMIN)
 def runs() -> str:
     """Every run, newest first."""
+    expire_every_stale_run()
     pager = queries.runs_page(page_number(), RUNS_PER_PAGE)
     page_link = {"endpoint": "territories.runs"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -88,6 +89,52 @@ def test_a_failing_task_leaves_a_failed_run_with_its_reason(clean_app):
     assert run.finished_at_utc is not None
 
 
+def test_a_run_busy_without_reporting_keeps_its_heartbeat(clean_app):
+    clean_app.config["RUN_HEARTBEAT_SECONDS"] = 0.2
+    try:
+        run, _created = start_run("quiet", "tests.tasks.works_quietly")
+    finally:
+        clean_app.config["RUN_HEARTBEAT_SECONDS"] = 10
+
+    assert run.status == "succeeded", run.error
+    # Stamped by the heartbeat while the task slept, not only when it started.
+    assert (run.heartbeat_at_utc - run.started_at_utc).total_seconds() >= 0.6
+
+
+def test_the_runs_pages_mark_a_silent_run_failed(clean_app, client, auth):
+    make_user(Role.ADMIN, email="admin@x.test")
+    quiet = utc_now() - timedelta(seconds=30)
+    silent = Run(
+        kind=ASSIGNMENT_KIND,
+        task="x.y",
+        status="running",
+        started_at_utc=quiet,
+        heartbeat_at_utc=quiet,
+    )
+    alive = Run(
+        kind="other",
+        task="x.y",
+        status="running",
+        started_at_utc=quiet,
+        heartbeat_at_utc=utc_now(),
+    )
+    db.session.add_all([silent, alive])
+    db.session.commit()
+    auth.sign_in("admin@x.test")
+    clean_app.config["RUN_STALE_SECONDS"] = 20
+    try:
+        page = client.get(f"/territories/runs/{silent.id}")
+        listing = client.get("/territories/runs")
+    finally:
+        clean_app.config["RUN_STALE_SECONDS"] = 120
+
+    db.session.expire_all()
+    assert page.status_code == 200 and "stopped reporting progress" in page.text
+    assert listing.status_code == 200
+    assert db.session.get(Run, silent.id).status == "failed"
+    assert db.session.get(Run, alive.id).status == "running"
+
+
 def test_a_start_while_a_run_is_active_returns_the_active_run(clean_app):
     active = Run(
         kind=ASSIGNMENT_KIND, task="x.y", status="running", heartbeat_at_utc=utc_now()
@@ -113,7 +160,7 @@ def test_a_run_whose_worker_went_silent_is_failed_and_a_new_one_starts(clean_app
     try:
         run, created = start_assignment_run()
     finally:
-        clean_app.config["RUN_STALE_SECONDS"] = 900
+        clean_app.config["RUN_STALE_SECONDS"] = 120
 
     db.session.refresh(stuck)
     assert created and run.status == "succeeded"
