@@ -177,7 +177,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
         finished = wait_for_finish(again.id, timeout=300)
     finally:
         stop_worker(second_worker)
-        rq_app.config["RUN_STALE_SECONDS"] = 900
+        rq_app.config["RUN_STALE_SECONDS"] = 120
 
     db.session.expire_all()
     killed = db.session.get(Run, run.id)
