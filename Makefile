@@ -21,6 +21,7 @@ lint:
 bench: setup-test
 	.venv/bin/python -m bench.assignment
 	.venv/bin/python -m bench.rewards
+	.venv/bin/python -m bench.targets
 
 setup-run:
 	@scripts/setup.sh run

@@ -7,31 +7,39 @@ import codecs
 import csv
 import functools
 import io
-from collections import defaultdict
-from datetime import date, datetime
+import re
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.security import generate_password_hash
 
 from portal.extensions import db
 from portal.models import Role, User
 from portal.performance import figures
-from portal.performance.models import PerformanceSettings, TerritoryTarget
-from portal.performance.periods import Period
+from portal.performance.models import (
+    PerformanceSettings,
+    TargetMonth,
+    TerritoryTarget,
+)
+from portal.performance.periods import Period, quarter_of
 from portal.performance.targets import (
+    TARGET_DATES,
     TargetRejected,
     import_targets,
     set_target,
     spread_by_days,
 )
+from territory_rules.imports import ImportReport
 from territory_rules.models import Region, Territory
 from tests.conftest import DEMO_DATA_DIR, AuthActions
 from tests.factories import make_org, make_region, make_territory, make_user
+from tests.statements import count_statements
 from tests.test_demo_programs import PLAN
 
 D = Decimal
@@ -260,6 +268,134 @@ def test_other_territories_do_not_overlap(
     assert target_count() == 2
 
 
+# --- The years a target may cover -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("starts_on", "ends_on", "field", "message"),
+    [
+        (
+            date(9999, 1, 1),
+            date(9999, 12, 31),
+            "starts_on",
+            "The start date 9999-01-01 is outside the years targets cover; choose a "
+            "date from 2000 to 2100.",
+        ),
+        (
+            date(2019, 1, 1),
+            date(9999, 12, 31),
+            "ends_on",
+            "The end date 9999-12-31 is outside the years targets cover; choose a "
+            "date from 2000 to 2100.",
+        ),
+        (
+            date(1, 1, 1),
+            date(1, 3, 31),
+            "starts_on",
+            "The start date 0001-01-01 is outside the years targets cover; choose a "
+            "date from 2000 to 2100.",
+        ),
+    ],
+)
+def test_dates_outside_the_years_targets_cover_are_refused(
+    california: Territory, starts_on: date, ends_on: date, field: str, message: str
+) -> None:
+    with pytest.raises(TargetRejected) as refused:
+        set_target(california, starts_on, ends_on, D(5), None, None)
+
+    assert refused.value.errors[field] == message
+    assert target_count() == 0
+
+
+def test_the_first_and_last_days_of_the_years_are_allowed(
+    california: Territory,
+) -> None:
+    first = set_target(
+        california, TARGET_DATES.starts_on, date(2000, 3, 31), D(5), None, None
+    )
+    last = set_target(
+        california, date(2100, 10, 1), TARGET_DATES.ends_on, D(9), None, None
+    )
+
+    assert (first.starts_on, last.ends_on) == (date(2000, 1, 1), date(2100, 12, 31))
+    assert stored_months(last) == {
+        "2100-10": D("3.03"),
+        "2100-11": D("2.93"),
+        "2100-12": D("3.04"),
+    }
+
+
+def test_an_imported_row_outside_the_years_is_refused_on_its_row(
+    california: Territory,
+) -> None:
+    data = (
+        "territory,starts_on,ends_on,amount\n"
+        "California,2019-01-01,2019-03-31,5\n"
+        "California,9999-12-01,9999-12-31,5\n"
+        "California,0001-01-01,0001-03-31,5\n"
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert not report.ok
+    assert report.errors == [
+        "Row 3: The start date 9999-12-01 is outside the years targets cover; choose "
+        "a date from 2000 to 2100.",
+        "Row 3: The end date 9999-12-31 is outside the years targets cover; choose a "
+        "date from 2000 to 2100.",
+        "Row 4: The start date 0001-01-01 is outside the years targets cover; choose "
+        "a date from 2000 to 2100.",
+        "Row 4: The end date 0001-03-31 is outside the years targets cover; choose a "
+        "date from 2000 to 2100.",
+    ]
+    assert target_count() == 0
+
+
+def test_a_row_outside_the_years_with_months_is_refused_on_its_row(
+    california: Territory,
+) -> None:
+    data = (
+        "territory,starts_on,ends_on,amount,2100-12\n"
+        "California,2100-12-01,9999-12-31,5,5\n"
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert report.errors == [
+        "Row 2: The end date 9999-12-31 is outside the years targets cover; choose a "
+        "date from 2000 to 2100."
+    ]
+
+
+@pytest.mark.parametrize("column", ["9999-12", "0000-01", "1999-12"])
+def test_a_month_column_outside_the_years_is_refused(
+    california: Territory, column: str
+) -> None:
+    data = (
+        f"territory,starts_on,ends_on,amount,{column}\n"
+        "California,2019-01-01,2019-03-31,5,\n"
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert report.errors == [
+        f"The column '{column}' is a month outside the years targets cover; give "
+        f"months from 2000-01 to 2100-12."
+    ]
+
+
+def test_dates_without_leading_zeros_are_read_as_before(
+    california: Territory,
+) -> None:
+    data = "territory,starts_on,ends_on,amount\nCalifornia,2018-7-1,2018-9-30,9\n"
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert report.ok, report.errors
+    [target] = db.session.scalars(select(TerritoryTarget))
+    assert (target.starts_on, target.ends_on) == (date(2018, 7, 1), date(2018, 9, 30))
+
+
 # --- CSV import ---------------------------------------------------------------------
 
 GOOD = (
@@ -436,6 +572,134 @@ def test_territories_outside_the_scope_are_unknown(
     ]
 
 
+def quarters(count: int) -> list[Period]:
+    """``count`` calendar quarters, from Q1 2001 on."""
+    periods = [quarter_of(date(2001, 1, 1))]
+    while len(periods) < count:
+        periods.append(quarter_of(periods[-1].ends_on + timedelta(days=1)))
+    return periods
+
+
+def target_file(names: list[str], per_territory: int) -> bytes:
+    """Quarterly targets of each territory named, ``per_territory`` each."""
+    lines = ["territory,starts_on,ends_on,amount"]
+    for name in names:
+        for number, quarter in enumerate(quarters(per_territory)):
+            lines.append(f"{name},{quarter.starts_on},{quarter.ends_on},{100 + number}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def month_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(TargetMonth)) or 0
+
+
+def test_a_large_import_checks_and_writes_in_a_few_statements(west: Region) -> None:
+    small = [make_territory(west, f"Small {n}", partner=make_org()) for n in range(2)]
+    large = [make_territory(west, f"Large {n}", partner=make_org()) for n in range(6)]
+    db.session.commit()
+
+    reports: list[ImportReport] = []
+
+    def imported(territories: list[Territory], per_territory: int) -> int:
+        data = target_file([t.name for t in territories], per_territory)
+        return count_statements(
+            lambda: reports.append(import_targets(data, None, territories))
+        )
+
+    few, many = imported(small, 5), imported(large, 350)
+    again = imported(large, 350)
+
+    assert [report.counts for report in reports] == [
+        {"targets": 10, "replaced": 0},
+        {"targets": 2100, "replaced": 0},
+        {"targets": 0, "replaced": 2100},
+    ]
+    assert target_count() == 10 + 2100
+    assert month_count() == 3 * (10 + 2100)
+    assert few <= 8
+    # 2,100 rows: three chunks of two inserts each, never a statement per row.
+    assert many <= 20
+    # Replacing them adds two deletes per chunk.
+    assert again <= many + 6
+
+
+def test_an_import_replaces_same_dates_and_refuses_other_overlaps_in_one_check(
+    california: Territory, oregon: Territory
+) -> None:
+    set_target(california, date(2019, 1, 1), date(2019, 3, 31), D(900), None, None)
+    set_target(oregon, date(2019, 1, 1), date(2019, 1, 31), D(50), None, None)
+    clashing = (
+        "territory,starts_on,ends_on,amount\n"
+        "California,2019-01-01,2019-03-31,1200\n"
+        "Oregon,2019-01-01,2019-03-31,300\n"
+    )
+    replacing = (
+        "territory,starts_on,ends_on,amount\n"
+        "California,2019-01-01,2019-03-31,1200\n"
+        "Oregon,2019-02-01,2019-03-31,300\n"
+    )
+
+    refused = import_targets(clashing.encode(), None, [california, oregon])
+    report = import_targets(replacing.encode(), None, [california, oregon])
+
+    assert refused.errors == [
+        "Row 3: Oregon already has a target for 1 Jan 2019 - 31 Jan 2019 ($50.00) "
+        "that shares days with this one; change the dates, or delete that target "
+        "first."
+    ]
+    assert report.ok, report.errors
+    assert report.counts == {"targets": 1, "replaced": 1}
+    stored = {
+        (t.territory.name, t.starts_on): (t.amount, sum(stored_months(t).values()))
+        for t in db.session.scalars(select(TerritoryTarget))
+    }
+    assert stored == {
+        ("California", date(2019, 1, 1)): (D(1200), D(1200)),
+        ("Oregon", date(2019, 1, 1)): (D(50), D(50)),
+        ("Oregon", date(2019, 2, 1)): (D(300), D(300)),
+    }
+    assert month_count() == 3 + 1 + 2
+
+
+def test_a_file_of_bad_rows_lists_the_first_problems_and_counts_the_rest(
+    california: Territory,
+) -> None:
+    data = "territory,starts_on,ends_on,amount\n" + (
+        "California,2019-01-01,2019-03-31,lots\n" * 300
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert len(report.errors) == 51
+    assert report.errors[0] == (
+        "Row 2: the amount 'lots' in column 'amount' is not a number."
+    )
+    assert report.errors[49].startswith("Row 51: ")
+    assert report.errors[50] == (
+        "250 more rows were not checked; fix the problems above and import the file "
+        "again to check the rest."
+    )
+    assert target_count() == 0
+
+
+def test_rows_overlapping_each_other_are_all_counted(california: Territory) -> None:
+    data = "territory,starts_on,ends_on,amount\n" + (
+        "California,2019-01-01,2019-03-31,5\n" * 120
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert len(report.errors) == 51
+    assert report.errors[0] == (
+        "Row 3: the target of California for Q1 2019 shares days with row 2; give "
+        "each day one target."
+    )
+    assert report.errors[50] == (
+        "... and 69 more problems. 119 rows have problems; 69 of them are not "
+        "listed above."
+    )
+
+
 # --- Pages --------------------------------------------------------------------------
 
 
@@ -511,7 +775,7 @@ def test_a_manager_sets_a_target_with_a_monthly_split(
     assert target.set_by_id == people["manager"].id
     assert stored_months(target)["2018-09"] == D("8200.00")
     page = client.get(targets_url(west)).get_data(as_text=True)
-    assert "The target was saved." in page
+    assert "The target of California for Q3 2018 was saved: $9,200.00." in page
     assert "$9,200.00" in page
 
 
@@ -585,7 +849,10 @@ def test_a_file_is_imported_from_the_page(
 
     response = client.post(
         targets_url(west) + "/import",
-        data={"file": (io.BytesIO(data.encode()), "targets.csv"), "encoding": ""},
+        data={
+            "import-file": (io.BytesIO(data.encode()), "targets.csv"),
+            "import-encoding": "",
+        },
         content_type="multipart/form-data",
     )
 
@@ -612,6 +879,439 @@ def test_a_target_is_deleted_only_in_its_own_region(
 
     assert wrong.status_code == 404
     assert right.status_code == 302
+    assert target_count() == 0
+
+
+def rows_shown(page: str) -> list[tuple[str, str]]:
+    """(territory, period) of each row of the list of targets, in order."""
+    return re.findall(
+        r'<tr id="target-\d+">\s*<td>([^<]+)</td>\s*<td class="nowrap">([^<]+)</td>',
+        page,
+    )
+
+
+@pytest.fixture
+def many_targets(
+    people: dict[str, User], california: Territory, oregon: Territory
+) -> None:
+    """60 quarterly targets each for California and Oregon, Q1 2001 to Q4 2015."""
+    data = target_file(["California", "Oregon"], 60)
+    report = import_targets(data, people["manager"], [california, oregon])
+    assert report.ok, report.errors
+
+
+def test_the_list_shows_fifty_targets_a_page_latest_periods_first(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    many_targets: None,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    first = client.get(targets_url(west)).text
+    last = client.get(targets_url(west) + "?page=3").text
+    beyond = client.get(targets_url(west) + "?page=99").text
+
+    assert rows_shown(first)[:3] == [
+        ("California", "Q4 2015"),
+        ("Oregon", "Q4 2015"),
+        ("California", "Q3 2015"),
+    ]
+    assert len(rows_shown(first)) == 50
+    assert "120 targets, latest periods first · page 1 of 3." in first
+    assert len(rows_shown(last)) == 20
+    assert rows_shown(last)[-1] == ("Oregon", "Q1 2001")
+    assert rows_shown(beyond) == rows_shown(last)
+
+
+def test_the_list_filters_by_territory_and_year_and_its_pager_keeps_them(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    oregon: Territory,
+    many_targets: None,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    one_year = client.get(
+        targets_url(west) + f"?list_territory={oregon.id}&year=2003"
+    ).text
+    one_territory = client.get(targets_url(west) + f"?list_territory={oregon.id}").text
+
+    assert rows_shown(one_year) == [
+        ("Oregon", "Q4 2003"),
+        ("Oregon", "Q3 2003"),
+        ("Oregon", "Q2 2003"),
+        ("Oregon", "Q1 2003"),
+    ]
+    assert f'<option value="{oregon.id}" selected>Oregon</option>' in one_year
+    assert '<option value="2003" selected>2003</option>' in one_year
+    assert {name for name, _ in rows_shown(one_territory)} == {"Oregon"}
+    assert "60 targets, latest periods first · page 1 of 2." in one_territory
+    next_link = f"/regions/{west.id}/targets?list_territory={oregon.id}&amp;page=2"
+    assert f'href="{next_link}#target-list" rel="next"' in one_territory
+
+
+def test_a_list_choice_that_cannot_be_read_says_what_to_fix(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    many_targets: None,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    response = client.get(targets_url(west) + "?list_territory=999&year=9999")
+
+    assert response.status_code == 200
+    assert (
+        "Choose a territory from the list; showing every territory. Choose a year "
+        "from 2000 to 2100; showing every year."
+    ) in response.text
+    assert len(rows_shown(response.text)) == 50
+
+
+def test_a_bad_target_form_shows_one_page_of_the_list_again(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+    many_targets: None,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    response = client.post(
+        targets_url(west) + "?page=2",
+        data={
+            "territory": str(california.id),
+            "starts_on": "2019-01-01",
+            "ends_on": "2019-03-31",
+            "amount": "lots",
+        },
+    )
+
+    assert response.status_code == 400
+    assert len(rows_shown(response.text)) == 50
+    assert rows_shown(response.text)[0] == ("California", "Q3 2009")
+    assert f'action="/regions/{west.id}/targets?page=2"' in response.text
+
+
+def test_the_page_takes_the_same_number_of_queries_with_10_and_200_targets(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+    oregon: Territory,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    def page_queries(per_territory: int) -> int:
+        db.session.execute(delete(TargetMonth))
+        db.session.execute(delete(TerritoryTarget))
+        data = target_file(["California", "Oregon"], per_territory)
+        assert import_targets(data, people["manager"], [california, oregon]).ok
+        return count_statements(
+            lambda: [
+                client.get(targets_url(west) + query).status_code
+                for query in ("", "?page=2", f"?list_territory={oregon.id}&year=2001")
+            ]
+        )
+
+    few, many = page_queries(5), page_queries(100)
+
+    assert target_count() == 200
+    assert few == many
+
+
+def test_the_page_has_no_duplicate_ids_and_each_label_names_its_own_field(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+) -> None:
+    target = set_target(
+        california, date(2019, 1, 1), date(2019, 3, 31), D(12000), None, None
+    )
+    auth.sign_in(people["manager"].email)
+
+    pages = {
+        "plain": client.get(targets_url(west)).text,
+        "confirming": client.get(targets_url(west) + f"?delete={target.id}").text,
+        "bad form": client.post(targets_url(west), data={"amount": "x"}).text,
+        "bad import": client.post(targets_url(west) + "/import", data={}).text,
+    }
+
+    for name, page in pages.items():
+        ids = Counter(re.findall(r'\sid="([^"]+)"', page))
+        assert [i for i, n in ids.items() if n > 1] == [], name
+        for label in re.findall(r'<label for="([^"]+)"', page):
+            assert ids[label] == 1, (name, label)
+    page = pages["plain"]
+    assert '<label for="decimal_separator">Decimal separator</label>' in page
+    assert (
+        '<label for="import-decimal_separator">Decimal separator of the amounts</label>'
+    ) in page
+    assert 'id="import-decimal_separator" name="import-decimal_separator"' in page
+    assert "Choose a CSV file to import." in pages["bad import"]
+
+
+def test_saving_the_same_dates_says_the_target_was_replaced(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+) -> None:
+    auth.sign_in(people["manager"].email)
+    form = {
+        "territory": str(california.id),
+        "starts_on": "2019-01-01",
+        "ends_on": "2019-03-31",
+        "decimal_separator": "point",
+    }
+
+    first = client.post(targets_url(west), data={**form, "amount": "9000"})
+    first_page = client.get(targets_url(west)).text
+    second = client.post(targets_url(west), data={**form, "amount": "12000"})
+    second_page = client.get(targets_url(west)).text
+
+    assert (first.status_code, second.status_code) == (302, 302)
+    assert "The target of California for Q1 2019 was saved: $9,000.00." in first_page
+    assert (
+        "The target of California for Q1 2019 was replaced: it is now $12,000.00 "
+        "instead of $9,000.00."
+    ) in second_page
+    assert target_count() == 1
+
+
+# --- Deleting a target --------------------------------------------------------------
+
+
+@pytest.fixture
+def q1_target(california: Territory) -> TerritoryTarget:
+    return set_target(
+        california, date(2019, 1, 1), date(2019, 3, 31), D(12000), None, None
+    )
+
+
+def test_delete_asks_first_and_deletes_nothing_until_confirmed(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    q1_target: TerritoryTarget,
+) -> None:
+    auth.sign_in(people["manager"].email)
+    page = client.get(targets_url(west)).text
+    ask = re.search(
+        r'href="([^"]+)"\s+aria-label="Delete the target of California', page
+    )
+    assert ask is not None
+
+    confirming = client.get(ask[1].replace("&amp;", "&")).text
+
+    assert (
+        ask[1]
+        == f"/regions/{west.id}/targets?delete={q1_target.id}#target-{q1_target.id}"
+    )
+    assert "Delete the target of California for Q1 2019 ($12,000.00)?" in confirming
+    assert f'action="/regions/{west.id}/targets/{q1_target.id}/delete"' in confirming
+    assert f'href="/regions/{west.id}/targets#target-{q1_target.id}">Keep</a>' in (
+        confirming
+    )
+    assert target_count() == 1
+
+
+def test_the_delete_address_leads_to_the_question_in_its_own_region_only(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    q1_target: TerritoryTarget,
+) -> None:
+    east = db.session.scalars(select(Region).where(Region.name == "East")).one()
+    auth.sign_in(people["admin"].email)
+
+    own = client.get(f"/regions/{west.id}/targets/{q1_target.id}/delete?page=2")
+    foreign = client.get(f"/regions/{east.id}/targets/{q1_target.id}/delete")
+    foreign_question = client.get(f"/regions/{east.id}/targets?delete={q1_target.id}")
+
+    assert own.status_code == 302
+    assert own.location == (
+        f"/regions/{west.id}/targets?delete={q1_target.id}&page=2#target-{q1_target.id}"
+    )
+    assert foreign.status_code == 404
+    assert foreign_question.status_code == 200
+    assert "California" not in foreign_question.text
+    assert (
+        "That target is not in the list any more; nothing was deleted."
+        in foreign_question.text
+    )
+    assert target_count() == 1
+
+
+def test_the_confirmed_delete_needs_the_csrf_token(
+    clean_app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    q1_target: TerritoryTarget,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth.sign_in(people["manager"].email)
+    monkeypatch.setitem(clean_app.config, "WTF_CSRF_ENABLED", True)
+    page = client.get(targets_url(west) + f"?delete={q1_target.id}").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    address = f"/regions/{west.id}/targets/{q1_target.id}/delete"
+
+    forged = client.post(address)
+    assert forged.status_code == 400
+    assert target_count() == 1
+
+    confirmed = client.post(address, data={"csrf_token": token[1]})
+    assert confirmed.status_code == 302
+    assert target_count() == 0
+    assert (
+        "The target of California for Q1 2019 ($12,000.00) was deleted."
+        in client.get(targets_url(west)).text
+    )
+
+
+def test_the_import_form_works_with_its_own_csrf_token(
+    clean_app: Flask,
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth.sign_in(people["manager"].email)
+    monkeypatch.setitem(clean_app.config, "WTF_CSRF_ENABLED", True)
+    page = client.get(targets_url(west)).text
+    token = re.search(
+        r'id="import-csrf_token" name="import-csrf_token" type="hidden" '
+        r'value="([^"]+)"',
+        page,
+    )
+    assert token is not None
+    data = "territory,starts_on,ends_on,amount\nCalifornia,2019-01-01,2019-03-31,5\n"
+
+    response = client.post(
+        targets_url(west) + "/import",
+        data={
+            "import-csrf_token": token[1],
+            "import-file": (io.BytesIO(data.encode()), "targets.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+
+    assert response.status_code == 200
+    assert target_count() == 1
+
+
+# --- Dates out of range on the page -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "starts_on=2019-01-01&ends_on=9999-12-31",
+            "The end date 9999-12-31 is outside the years targets cover; choose a "
+            "date from 2000 to 2100.",
+        ),
+        (
+            "starts_on=0001-01-01&ends_on=0001-03-31",
+            "The start date 0001-01-01 is outside the years targets cover; choose a "
+            "date from 2000 to 2100.",
+        ),
+        (
+            "starts_on=2019-01-01&ends_on=2100-12-31",
+            "Too many months to split by hand.",
+        ),
+    ],
+)
+def test_the_months_fragment_says_which_date_is_out_of_range(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    query: str,
+    message: str,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    response = client.get(
+        targets_url(west) + "?" + query, headers={"HX-Request": "true"}
+    )
+
+    assert response.status_code == 200
+    assert message in response.text
+    assert 'name="month-' not in response.text
+
+
+def test_a_target_form_out_of_range_shows_the_message_beside_the_field(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+) -> None:
+    auth.sign_in(people["manager"].email)
+
+    response = client.post(
+        targets_url(west),
+        data={
+            "territory": str(california.id),
+            "starts_on": "9999-01-01",
+            "ends_on": "9999-12-31",
+            "amount": "5",
+        },
+    )
+
+    assert response.status_code == 400
+    assert (
+        '<p class="field-error" id="starts_on-error">The start date 9999-01-01 is '
+        "outside the years targets cover; choose a date from 2000 to 2100.</p>"
+    ) in response.text
+    assert (
+        '<p class="field-error" id="ends_on-error">The end date 9999-12-31 is '
+        "outside the years targets cover; choose a date from 2000 to 2100.</p>"
+    ) in response.text
+    assert 'min="2000-01-01"' in response.text
+    assert 'max="2100-12-31"' in response.text
+    assert target_count() == 0
+
+
+def test_an_import_out_of_range_is_refused_from_the_page(
+    client: FlaskClient,
+    auth: AuthActions,
+    people: dict[str, User],
+    west: Region,
+    california: Territory,
+) -> None:
+    auth.sign_in(people["manager"].email)
+    data = "territory,starts_on,ends_on,amount\nCalifornia,9999-12-01,9999-12-31,5\n"
+
+    response = client.post(
+        targets_url(west) + "/import",
+        data={"import-file": (io.BytesIO(data.encode()), "targets.csv")},
+        content_type="multipart/form-data",
+    )
+
+    assert response.status_code == 400
+    assert (
+        "Row 2: The start date 9999-12-01 is outside the years targets cover; "
+        "choose a date from 2000 to 2100." in response.text
+    )
     assert target_count() == 0
 
 

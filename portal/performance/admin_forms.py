@@ -8,6 +8,8 @@ fields.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, SelectChoice, SelectField, StringField
@@ -37,6 +39,10 @@ class TargetForm(FlaskForm):
 
 
 class TargetImportForm(FlaskForm):
+    """Shown on the page of :class:`TargetForm`: its fields are named and
+    identified with the prefix ``import-`` so that the two forms' labels, ids and
+    values never mix."""
+
     file = FileField("CSV file")
     decimal_separator = SelectField(
         "Decimal separator of the amounts",
@@ -47,6 +53,10 @@ class TargetImportForm(FlaskForm):
     encoding = SelectField(
         "Encoding", choices=ENCODING_CHOICES, default="", validate_choice=False
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "import")
+        super().__init__(*args, **kwargs)
 
 
 class SettingsForm(FlaskForm):

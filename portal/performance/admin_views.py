@@ -4,6 +4,7 @@ thresholds (admins), and the partner's own rank on the leaderboard."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ from portal.performance import targets
 from portal.performance.admin_forms import SettingsForm, TargetForm, TargetImportForm
 from portal.performance.figures import latest_revenue_day, today_utc
 from portal.performance.leaderboard import leaderboard, rank_sentence
-from portal.performance.models import PerformanceSettings
+from portal.performance.models import PerformanceSettings, TerritoryTarget
 from portal.performance.periods import Period, quarter_of
 from portal.performance.thresholds import (
     SettingsInput,
@@ -48,6 +49,28 @@ my_bp = Blueprint("my_performance", __name__, url_prefix="/my")
 MONTH_FIELD = "month-"
 
 
+@dataclass(frozen=True)
+class TargetList:
+    """What the list of targets shows, as read from the query arguments
+    ``list_territory``, ``year`` and ``page``."""
+
+    shown: targets.TargetFilter
+    page: int
+    error: str | None
+
+    def args(self, page: int | None = None) -> dict[str, Any]:
+        """The query arguments that show this list again (on ``page``)."""
+        args: dict[str, Any] = {}
+        if self.shown.territory_id is not None:
+            args["list_territory"] = self.shown.territory_id
+        if self.shown.year is not None:
+            args["year"] = self.shown.year
+        page = self.page if page is None else page
+        if page > 1:
+            args["page"] = page
+        return args
+
+
 # --- Targets ------------------------------------------------------------------------
 
 
@@ -57,34 +80,34 @@ def targets_page(region_id: int) -> Any:
     """The region's targets, a form to set one and a file upload; htmx asks for
     the month fields of the dates chosen."""
     region = region_or_404(region_id)
+    territories = targets.leaf_territories(region)
     form = TargetForm()
-    form.territory.choices = territory_choices(region)
+    form.territory.choices = territory_choices(territories)
     if request.method == "GET":
         fill_defaults(form)
     if wants_fragment():
         return render_template("manager/_target_months.html", **month_fields(form))
     if not form.validate_on_submit():
-        return render_targets(region, form)
+        return render_targets(region, territories, form)
 
-    errors, data = read_target(form, region)
+    errors, data = read_target(form, region, territories)
+    saved = None
     if data is not None:
         try:
-            targets.set_target(
-                data.territory,
-                data.starts_on,
-                data.ends_on,
-                data.amount,
-                data.months,
-                current_user,
-            )
+            saved = targets.save_target(data, current_user)
         except targets.TargetRejected as rejected:
             errors.update(rejected.errors)
-    if errors:
+    if saved is None or data is None:
         show_errors(form, errors)
-        return render_targets(region, form, month_error=errors.get("months"))
+        return render_targets(
+            region, territories, form, month_error=errors.get("months")
+        )
 
-    flash("The target was saved.", "success")
-    return redirect(url_for("performance_admin.targets_page", region_id=region.id))
+    flash(saved_message(saved, data), "success")
+    listed = target_list(territories)
+    return redirect(
+        url_for("performance_admin.targets_page", region_id=region.id, **listed.args())
+    )
 
 
 @bp.route("/regions/<int:region_id>/targets/import", methods=["POST"])
@@ -92,16 +115,17 @@ def targets_page(region_id: int) -> Any:
 def import_targets(region_id: int) -> Any:
     """Import the region's targets from a CSV file, all or nothing."""
     region = region_or_404(region_id)
+    territories = targets.leaf_territories(region)
     form = TargetImportForm()
     upload = form.file.data
     if not form.validate_on_submit() or not isinstance(upload, FileStorage):
         form.file.errors = ["Choose a CSV file to import."]
-        return render_targets(region, import_form=form)
+        return render_targets(region, territories, import_form=form)
 
     report = targets.import_targets(
         upload.read(),
         current_user,
-        leaf_territories(region),
+        territories,
         decimal_separator=SEPARATORS.get(form.decimal_separator.data or "", "."),
         encoding=form.encoding.data or None,
     )
@@ -113,19 +137,34 @@ def import_targets(region_id: int) -> Any:
     ), (200 if report.ok else 400)
 
 
-@bp.route("/regions/<int:region_id>/targets/<int:target_id>/delete", methods=["POST"])
+@bp.route(
+    "/regions/<int:region_id>/targets/<int:target_id>/delete", methods=["GET", "POST"]
+)
 @roles_required(Role.MANAGER, Role.ADMIN)
 def delete_target(region_id: int, target_id: int) -> Any:
-    """Delete one of the region's targets."""
+    """Delete one of the region's targets (POST); GET asks first, on the list."""
     region = region_or_404(region_id)
     target = targets.region_target(region, target_id)
     if target is None:
         abort(404)
+    listed = target_list(targets.leaf_territories(region))
+    if request.method == "GET":
+        return redirect(
+            url_for(
+                "performance_admin.targets_page",
+                region_id=region.id,
+                delete=target.id,
+                _anchor=f"target-{target.id}",
+                **listed.args(),
+            )
+        )
 
-    words = f"{target.territory.name}, {Period(target.starts_on, target.ends_on).label}"
+    words = target_words(target)
     targets.delete_target(target, current_user)
     flash(f"The target of {words} was deleted.", "success")
-    return redirect(url_for("performance_admin.targets_page", region_id=region.id))
+    return redirect(
+        url_for("performance_admin.targets_page", region_id=region.id, **listed.args())
+    )
 
 
 def region_or_404(region_id: int) -> Region:
@@ -135,14 +174,57 @@ def region_or_404(region_id: int) -> Region:
     return region
 
 
-def leaf_territories(region: Region) -> list[Territory]:
-    return [territory for territory in region.territories if not territory.children]
-
-
-def territory_choices(region: Region) -> list[tuple[str, str]]:
+def territory_choices(territories: list[Territory]) -> list[tuple[str, str]]:
     return [("", "Choose a territory")] + [
-        (str(territory.id), territory.name) for territory in leaf_territories(region)
+        (str(territory.id), territory.name) for territory in territories
     ]
+
+
+def target_words(target: TerritoryTarget) -> str:
+    """The target's territory, period and amount, as a sentence says them."""
+    period = Period(target.starts_on, target.ends_on).label
+    return f"{target.territory.name} for {period} ({targets.money(target.amount)})"
+
+
+def saved_message(saved: targets.SavedTarget, data: targets.TargetInput) -> str:
+    what = (
+        f"The target of {data.territory.name} for "
+        f"{Period(data.starts_on, data.ends_on).label}"
+    )
+    amount = targets.money(data.amount)
+    if saved.replaced_amount is None:
+        return f"{what} was saved: {amount}."
+    return (
+        f"{what} was replaced: it is now {amount} instead of "
+        f"{targets.money(saved.replaced_amount)}."
+    )
+
+
+def target_list(territories: list[Territory]) -> TargetList:
+    """The territory, year and page of the list asked for in the URL; a choice
+    that cannot be read shows every territory or year, and says so."""
+    args = request.args
+    errors = []
+    territory_id = None
+    raw_territory = args.get("list_territory", "").strip()
+    if raw_territory:
+        territory_id = next(
+            (t.id for t in territories if str(t.id) == raw_territory), None
+        )
+        if territory_id is None:
+            errors.append("Choose a territory from the list; showing every territory.")
+    year = None
+    raw_year = args.get("year", "").strip()
+    first, last = targets.TARGET_DATES.starts_on.year, targets.TARGET_DATES.ends_on.year
+    if raw_year:
+        year = int(raw_year) if raw_year.isdigit() else None
+        if year is None or not first <= year <= last:
+            year = None
+            errors.append(f"Choose a year from {first} to {last}; showing every year.")
+    page = args.get("page", 1, type=int) or 1
+    return TargetList(
+        targets.TargetFilter(territory_id, year), page, " ".join(errors) or None
+    )
 
 
 def fill_defaults(form: TargetForm) -> None:
@@ -160,13 +242,11 @@ def fill_defaults(form: TargetForm) -> None:
 
 
 def read_target(
-    form: TargetForm, region: Region
+    form: TargetForm, region: Region, territories: list[Territory]
 ) -> tuple[dict[str, str], targets.TargetInput | None]:
-    """The form's values as ``set_target`` arguments, or what to fix."""
+    """The form's values as ``save_target`` arguments, or what to fix."""
     errors: dict[str, str] = {}
-    territory = next(
-        (t for t in leaf_territories(region) if str(t.id) == form.territory.data), None
-    )
+    territory = next((t for t in territories if str(t.id) == form.territory.data), None)
     if territory is None:
         errors["territory"] = f"Choose one of the territories of {region.name}."
     starts_on = read_date(form.starts_on.data, "start", errors, "starts_on")
@@ -183,10 +263,15 @@ def read_date(
     raw: str | None, what: str, errors: dict[str, str], key: str
 ) -> date | None:
     try:
-        return date.fromisoformat((raw or "").strip())
+        day = date.fromisoformat((raw or "").strip())
     except ValueError:
         errors[key] = f"Enter the {what} date as YYYY-MM-DD, e.g. 2018-07-01."
         return None
+    error = targets.date_error(day, what)
+    if error:
+        errors[key] = error
+        return None
+    return day
 
 
 def read_amount(raw: str, separator: str, errors: dict[str, str], key: str) -> Decimal:
@@ -228,15 +313,19 @@ def month_fields(form: TargetForm) -> dict[str, Any]:
         ends_on = date.fromisoformat(form.ends_on.data or "")
     except ValueError:
         return {"months": [], "month_note": "Enter both dates to split by month."}
+    for what, day in (("start", starts_on), ("end", ends_on)):
+        error = targets.date_error(day, what)
+        if error:
+            return {"months": [], "month_note": error}
     if ends_on < starts_on:
         return {"months": [], "month_note": "The end date comes before the start date."}
-    months = targets.months_of(starts_on, ends_on)
-    if len(months) > targets.MAX_MONTHS_SHOWN:
+    if targets.month_count(starts_on, ends_on) > targets.MAX_MONTHS_SHOWN:
         return {"months": [], "month_note": "Too many months to split by hand."}
     typed = request.form if request.method == "POST" else {}
     return {
         "months": [
-            (month, typed.get(f"{MONTH_FIELD}{month:%Y-%m}", "")) for month in months
+            (month, typed.get(f"{MONTH_FIELD}{month:%Y-%m}", ""))
+            for month in targets.months_of(starts_on, ends_on)
         ],
         "month_note": None,
     }
@@ -250,25 +339,56 @@ def show_errors(form: Any, errors: dict[str, str]) -> None:
 
 def render_targets(
     region: Region,
+    territories: list[Territory],
     form: TargetForm | None = None,
     import_form: TargetImportForm | None = None,
     month_error: str | None = None,
 ) -> tuple[str, int]:
+    """The page with one page of the list, whichever form is shown again."""
     if form is None:
         form = TargetForm()
-        form.territory.choices = territory_choices(region)
+        form.territory.choices = territory_choices(territories)
         fill_defaults(form)
+    listed = target_list(territories)
+    pager = targets.region_targets(region, listed.shown, listed.page)
+    listed = TargetList(listed.shown, pager.page, listed.error)
+    confirming, confirm_error = target_to_confirm(region)
     return render_template(
         "manager/targets.html",
         region=region,
         form=form,
         import_form=import_form or TargetImportForm(),
-        targets=targets.region_targets(region),
+        territories=territories,
+        listed=listed,
+        pager=pager,
+        years=list_years(region, listed),
+        confirming=confirming,
+        confirm_error=confirm_error,
+        date_bounds=targets.TARGET_DATES,
         month_error=month_error,
         money=targets.money,
         Period=Period,
         **month_fields(form),
     ), (400 if request.method == "POST" else 200)
+
+
+def list_years(region: Region, listed: TargetList) -> list[int]:
+    """The years to choose from: those of the region's targets, and the one shown."""
+    years = set(targets.target_years(region))
+    if listed.shown.year is not None:
+        years.add(listed.shown.year)
+    return sorted(years, reverse=True)
+
+
+def target_to_confirm(region: Region) -> tuple[TerritoryTarget | None, str | None]:
+    """The target whose deletion the URL asks to confirm (``delete``)."""
+    if "delete" not in request.args:
+        return None, None
+    target_id = request.args.get("delete", type=int)
+    target = targets.region_target(region, target_id) if target_id else None
+    if target is None:
+        return None, "That target is not in the list any more; nothing was deleted."
+    return target, None
 
 
 # --- Settings -----------------------------------------------------------------------

@@ -6,30 +6,39 @@ target, or by the number of days of the target in each month (to the cent, the
 remainder on the last month). Targets of one territory never overlap; saving a
 target with the same dates as an existing one replaces it. Targets are set on
 territories that receive accounts (those without territories below them), so a
-region's target is never counted twice.
+region's target is never counted twice. Their dates lie within ``TARGET_DATES``.
+
+A file is read and checked whole before anything is written; the targets it
+holds are then written in chunks of rows, and checked against the stored ones in
+one query, so that tens of thousands of rows import in seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select
+from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from portal.extensions import db
 from portal.models import User
+from portal.performance.figures import Page
 from portal.performance.models import TargetMonth, TerritoryTarget
 from portal.performance.periods import Period, next_month
 
 # The CSV reading (encodings, byte-order marks, decimal commas, row problems) is
 # the territory importer's, so that every import in the portal reads files alike.
 from territory_rules.imports import (
+    MAX_LISTED_PROBLEMS,
     CsvRow,
     ImportRefused,
     ImportReport,
@@ -39,7 +48,7 @@ from territory_rules.imports import (
     read_csv,
     refused_report,
 )
-from territory_rules.models import Region, Territory
+from territory_rules.models import Region, Territory, table_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +57,24 @@ MAX_AMOUNT = Decimal(10) ** 13
 # Read amounts finer than cents, so that 12.345 is refused instead of rounded.
 READ_STEP = Decimal("0.000001")
 ISO_DATE = "%Y-%m-%d"
+# What ISO_DATE reads, matched without strptime, which is slow on large files.
+ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 MONTH_COLUMN = re.compile(r"(\d{4})-(\d{2})")
 COLUMNS = ("territory", "starts_on", "ends_on", "amount")
 MAX_NAMES_LISTED = 20
 # Beyond three years, a month-by-month split is a file to import, not a form.
 MAX_MONTHS_SHOWN = 36
+# The days a target may cover. A date outside them is a typing mistake (a year
+# 9999 meaning "no end", a year 1 or 19 for 2019), never a plan, and their months
+# stay within the calendar dates can be computed in.
+TARGET_DATES = Period(date(2000, 1, 1), date(2100, 12, 31))
+PER_PAGE = 50
+CHUNK_SIZE = 1000
+
+TARGETS = table_of(TerritoryTarget)
+TARGET_MONTHS = table_of(TargetMonth)
+
+T = TypeVar("T")
 
 
 class TargetRejected(ValueError):
@@ -74,12 +96,35 @@ class TargetInput:
     months: dict[date, Decimal] | None = None
 
 
+@dataclass(frozen=True)
+class SavedTarget:
+    """A target just saved, and the amount of the one it replaced, if any."""
+
+    target: TerritoryTarget
+    replaced_amount: Decimal | None
+
+
+@dataclass(frozen=True)
+class TargetFilter:
+    """Which of a region's targets a list shows: one territory's, one year's."""
+
+    territory_id: int | None = None
+    year: int | None = None
+
+
 # --- Months -------------------------------------------------------------------------
 
 
 def months_of(starts_on: date, ends_on: date) -> list[date]:
     """The first day of each month the days from ``starts_on`` to ``ends_on`` touch."""
     return Period(starts_on, ends_on).months()
+
+
+def month_count(starts_on: date, ends_on: date) -> int:
+    """How many months :func:`months_of` gives, without listing them."""
+    return max(
+        (ends_on.year - starts_on.year) * 12 + ends_on.month - starts_on.month + 1, 0
+    )
 
 
 def days_in_month_part(month: date, starts_on: date, ends_on: date) -> int:
@@ -106,6 +151,16 @@ def spread_by_days(
     return spread
 
 
+def month_amounts(data: TargetInput) -> list[tuple[date, Decimal]]:
+    """Each month of the target with its part: as given (a month left out counts
+    as zero), or by days when no month is given."""
+    months = data.months or spread_by_days(data.starts_on, data.ends_on, data.amount)
+    return [
+        (month, months.get(month, Decimal(0)))
+        for month in months_of(data.starts_on, data.ends_on)
+    ]
+
+
 # --- Checking -----------------------------------------------------------------------
 
 
@@ -121,6 +176,17 @@ def period_words(starts_on: date, ends_on: date) -> str:
     return Period(starts_on, ends_on).label
 
 
+def date_error(day: date, what: str) -> str | None:
+    """Why ``day`` cannot be the ``what`` ("start", "end") date of a target."""
+    if TARGET_DATES.contains(day):
+        return None
+    return (
+        f"The {what} date {day.isoformat()} is outside the years targets cover; "
+        f"choose a date from {TARGET_DATES.starts_on.year} to "
+        f"{TARGET_DATES.ends_on.year}."
+    )
+
+
 def check_target(data: TargetInput) -> dict[str, str]:
     """What is wrong with ``data`` on its own (not against stored targets)."""
     errors: dict[str, str] = {}
@@ -129,7 +195,14 @@ def check_target(data: TargetInput) -> dict[str, str]:
             f"{data.territory.name} has territories below it; set targets on those, "
             f"which receive the accounts."
         )
-    if data.ends_on < data.starts_on:
+    for key, what, day in (
+        ("starts_on", "start", data.starts_on),
+        ("ends_on", "end", data.ends_on),
+    ):
+        error = date_error(day, what)
+        if error:
+            errors[key] = error
+    if data.ends_on < data.starts_on and not errors.keys() & {"starts_on", "ends_on"}:
         errors["ends_on"] = "The end date comes before the start date; swap them."
     amount_error = _amount_error(data.amount, "The target")
     if amount_error:
@@ -192,19 +265,18 @@ def overlapping(
     )
 
 
-def _clash(data: TargetInput, stored: Sequence[TerritoryTarget]) -> str | None:
-    """Why ``data`` cannot be saved beside ``stored``; a target with the very same
-    dates is replaced, any other overlap refused."""
-    for target in stored:
-        if (target.starts_on, target.ends_on) == (data.starts_on, data.ends_on):
-            continue
-        return (
-            f"{data.territory.name} already has a target for "
-            f"{period_words(target.starts_on, target.ends_on)} "
-            f"({money(target.amount)}) that shares days with this one; change the "
-            f"dates, or delete that target first."
-        )
-    return None
+def _clash(data: TargetInput, starts_on: date, ends_on: date, amount: Decimal) -> str:
+    """Why ``data`` cannot be saved beside the stored target of these dates."""
+    return (
+        f"{data.territory.name} already has a target for "
+        f"{period_words(starts_on, ends_on)} ({money(amount)}) that shares days "
+        f"with this one; change the dates, or delete that target first."
+    )
+
+
+def _same_dates(data: TargetInput, starts_on: date, ends_on: date) -> bool:
+    """A stored target with the very dates of ``data`` is replaced, not a clash."""
+    return (starts_on, ends_on) == (data.starts_on, data.ends_on)
 
 
 # --- Saving -------------------------------------------------------------------------
@@ -223,34 +295,54 @@ def set_target(
     :raise TargetRejected: with a message per field when it cannot be saved.
     """
     data = TargetInput(territory, starts_on, ends_on, amount, months)
+    return save_target(data, user).target
+
+
+def save_target(data: TargetInput, user: User | None) -> SavedTarget:
+    """Save a target (replacing one with the same dates) and commit; say what
+    amount it replaced.
+
+    :raise TargetRejected: with a message per field when it cannot be saved.
+    """
     errors = check_target(data)
     if errors:
         raise TargetRejected(errors)
 
-    _lock(territory)
-    stored = overlapping(territory.id, starts_on, ends_on)
-    clash = _clash(data, stored)
-    if clash:
-        db.session.rollback()
-        raise TargetRejected({"starts_on": clash})
+    _lock([data.territory.id])
+    stored = overlapping(data.territory.id, data.starts_on, data.ends_on)
+    for other in stored:
+        if not _same_dates(data, other.starts_on, other.ends_on):
+            db.session.rollback()
+            raise TargetRejected(
+                {
+                    "starts_on": _clash(
+                        data, other.starts_on, other.ends_on, other.amount
+                    )
+                }
+            )
 
+    replaced_amount = stored[0].amount if stored else None
     target = _write(data, stored, user)
     db.session.commit()
     logger.info(
-        "%s set the target of territory %s for %s to %s",
+        "%s set the target of territory %s for %s to %s (%s)",
         user.email if user else "The system",
-        territory.id,
-        period_words(starts_on, ends_on),
-        amount,
+        data.territory.id,
+        period_words(data.starts_on, data.ends_on),
+        data.amount,
+        "new" if replaced_amount is None else f"was {replaced_amount}",
     )
-    return target
+    return SavedTarget(target, replaced_amount)
 
 
-def _lock(territory: Territory) -> None:
-    """Hold the territory's row, so that two saves cannot both pass the overlap
+def _lock(territory_ids: Sequence[int]) -> None:
+    """Hold the territories' rows, so that two saves cannot both pass the overlap
     check (PostgreSQL; SQLite lets one writer in at a time anyway)."""
     db.session.execute(
-        select(Territory.id).where(Territory.id == territory.id).with_for_update()
+        select(Territory.id)
+        .where(Territory.id.in_(territory_ids))
+        .order_by(Territory.id)
+        .with_for_update()
     )
 
 
@@ -260,7 +352,6 @@ def _write(
     for replaced in stored:
         db.session.delete(replaced)
     db.session.flush()
-    months = data.months or spread_by_days(data.starts_on, data.ends_on, data.amount)
     target = TerritoryTarget(
         territory_id=data.territory.id,
         starts_on=data.starts_on,
@@ -268,8 +359,8 @@ def _write(
         amount=data.amount,
         set_by_id=user.id if user else None,
         months=[
-            TargetMonth(month=month, amount=months.get(month, Decimal(0)))
-            for month in months_of(data.starts_on, data.ends_on)
+            TargetMonth(month=month, amount=amount)
+            for month, amount in month_amounts(data)
         ],
     )
     db.session.add(target)
@@ -293,21 +384,81 @@ def delete_target(target: TerritoryTarget, user: User) -> None:
 # --- Reading ------------------------------------------------------------------------
 
 
-def region_targets(region: Region) -> list[TerritoryTarget]:
-    """The targets of the region's territories, by territory, latest first."""
+def leaf_territories(region: Region) -> list[Territory]:
+    """The region's territories that receive accounts (none below them), by name."""
+    child = aliased(Territory)
     return list(
         db.session.scalars(
-            select(TerritoryTarget)
-            .join(Territory, Territory.id == TerritoryTarget.territory_id)
-            .where(Territory.region_id == region.id)
-            .options(
-                selectinload(TerritoryTarget.months),
-                selectinload(TerritoryTarget.territory),
-                selectinload(TerritoryTarget.set_by),
+            select(Territory)
+            .where(
+                Territory.region_id == region.id,
+                ~exists().where(child.parent_id == Territory.id),
             )
-            .order_by(Territory.name, TerritoryTarget.starts_on.desc())
+            .options(selectinload(Territory.children))
+            .order_by(Territory.name)
         )
     )
+
+
+def region_targets(
+    region: Region, shown: TargetFilter, page: int, per_page: int = PER_PAGE
+) -> Page:
+    """One page of the region's targets that ``shown`` picks: the latest periods
+    first, then by territory. A page past the last gives the last."""
+    conditions = _filter_conditions(region, shown)
+    total = (
+        db.session.scalar(
+            select(func.count(TerritoryTarget.id))
+            .join(Territory, Territory.id == TerritoryTarget.territory_id)
+            .where(*conditions)
+        )
+        or 0
+    )
+    page = min(max(page, 1), max(1, -(-total // per_page)))
+
+    items = db.session.scalars(
+        select(TerritoryTarget)
+        .join(TerritoryTarget.territory)
+        .where(*conditions)
+        .options(
+            contains_eager(TerritoryTarget.territory),
+            joinedload(TerritoryTarget.set_by),
+            selectinload(TerritoryTarget.months),
+        )
+        .order_by(TerritoryTarget.starts_on.desc(), Territory.name, TerritoryTarget.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return Page(list(items), page, per_page, total)
+
+
+def _filter_conditions(
+    region: Region, shown: TargetFilter
+) -> list[ColumnElement[bool]]:
+    conditions = [Territory.region_id == region.id]
+    if shown.territory_id is not None:
+        conditions.append(TerritoryTarget.territory_id == shown.territory_id)
+    if shown.year is not None:
+        conditions += [
+            TerritoryTarget.starts_on <= date(shown.year, 12, 31),
+            TerritoryTarget.ends_on >= date(shown.year, 1, 1),
+        ]
+    return conditions
+
+
+def target_years(region: Region) -> list[int]:
+    """The years the region's targets cover, latest first (within the years
+    targets may cover: targets stored before dates were bounded may lie outside)."""
+    first, last = db.session.execute(
+        select(func.min(TerritoryTarget.starts_on), func.max(TerritoryTarget.ends_on))
+        .join(Territory, Territory.id == TerritoryTarget.territory_id)
+        .where(Territory.region_id == region.id)
+    ).one()
+    if first is None or last is None:
+        return []
+    latest = min(last.year, TARGET_DATES.ends_on.year)
+    earliest = max(first.year, TARGET_DATES.starts_on.year)
+    return list(range(latest, earliest - 1, -1))
 
 
 def region_target(region: Region, target_id: int) -> TerritoryTarget | None:
@@ -333,7 +484,8 @@ def import_targets(
     ``territories`` are the ones the user may set targets for (by name); any
     other name is refused as unknown. A month column holds that month's part of
     the row's target; a row giving any month gives the monthly distribution
-    (empty months count as zero), a row giving none is spread by days.
+    (empty months count as zero), a row giving none is spread by days. A row with
+    the dates of a stored target replaces it.
     """
     notes: list[str] = []
     try:
@@ -342,21 +494,80 @@ def import_targets(
         refused.notes = notes
         return refused_report(refused, "targets")
 
-    def write() -> ImportReport:
-        replaced = 0
-        for row in rows:
-            stored = overlapping(row.territory.id, row.starts_on, row.ends_on)
-            replaced += len(stored)
-            _write(row, stored, user)
-        counts = {"targets": len(rows) - replaced, "replaced": replaced}
-        return ImportReport(ok=True, notes=notes, counts=counts)
-
-    report = in_one_transaction("targets", write)
+    try:
+        report = in_one_transaction("targets", lambda: _write_rows(rows, user, notes))
+    except ImportRefused as refused:
+        db.session.rollback()  # lets go of the territories held for the check
+        refused.notes = notes
+        return refused_report(refused, "targets")
     if report.ok:
         logger.info(
             "%s imported %s targets", user.email if user else "The system", len(rows)
         )
     return report
+
+
+def _write_rows(
+    rows: list[tuple[int, TargetInput]], user: User | None, notes: list[str]
+) -> ImportReport:
+    """Check the rows against the stored targets and write them, in a few
+    statements per thousand rows.
+
+    :raise ImportRefused: when a row shares days with a stored target.
+    """
+    _lock(sorted({target.territory.id for _, target in rows}))
+    replaced = _stored_to_replace(rows)
+
+    for ids in _chunks(replaced):
+        db.session.execute(
+            delete(TARGET_MONTHS).where(TARGET_MONTHS.c.target_id.in_(ids))
+        )
+        db.session.execute(delete(TARGETS).where(TARGETS.c.id.in_(ids)))
+    set_by_id = user.id if user else None
+    for chunk in _chunks([target for _, target in rows]):
+        _insert_targets(chunk, set_by_id)
+
+    counts = {"targets": len(rows) - len(replaced), "replaced": len(replaced)}
+    return ImportReport(ok=True, notes=notes, counts=counts)
+
+
+def _insert_targets(targets: Sequence[TargetInput], set_by_id: int | None) -> None:
+    # RETURNING rows come back in no set order (asking for one makes SQLite insert
+    # row by row), so each id is matched by its territory and start date, which
+    # no two targets of a file share.
+    inserted = db.session.execute(
+        insert(TARGETS).returning(
+            TARGETS.c.id, TARGETS.c.territory_id, TARGETS.c.starts_on
+        ),
+        [
+            {
+                "territory_id": target.territory.id,
+                "starts_on": target.starts_on,
+                "ends_on": target.ends_on,
+                "amount": target.amount,
+                "set_by_id": set_by_id,
+            }
+            for target in targets
+        ],
+    )
+    ids = {(row.territory_id, row.starts_on): row.id for row in inserted}
+    db.session.execute(
+        insert(TARGET_MONTHS),
+        [
+            {
+                "target_id": ids[(target.territory.id, target.starts_on)],
+                "month": month,
+                "amount": amount,
+            }
+            for target in targets
+            for month, amount in month_amounts(target)
+        ],
+    )
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK_SIZE) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _read_target_rows(
@@ -365,37 +576,58 @@ def _read_target_rows(
     separator: str,
     encoding: str | None,
     notes: list[str],
-) -> list[TargetInput]:
+) -> list[tuple[int, TargetInput]]:
     table = read_csv(data, encoding, notes)
     check_columns(table, {f"{name} column": name for name in COLUMNS})
     months = _month_columns(table.header)
     by_name = {territory.name.casefold(): territory for territory in territories}
+    known_names = _known_names(by_name)
     problems = RowProblems()
     columns = table.column_index()
 
     read = []
-    for number, values in table.rows:
+    for index, (number, values) in enumerate(table.rows):
+        if problems.total >= MAX_LISTED_PROBLEMS:
+            _refuse_unchecked(problems, len(table.rows) - index)
         row = CsvRow(number, values, columns, problems, separator)
-        target = _read_row(row, months, by_name)
+        target = _read_row(row, months, by_name, known_names)
         if target is not None:
             read.append((number, target))
     problems.refuse_if_any()
 
     _check_against_each_other(read, problems)
-    _check_against_stored(read, problems)
     problems.refuse_if_any()
-    return [target for _, target in read]
+    return read
+
+
+def _refuse_unchecked(problems: RowProblems, unchecked: int) -> None:
+    """Stop at a full list of problems: the file is refused whatever the other
+    rows hold, and reading them for detail would only keep the user waiting."""
+    rows = "row was" if unchecked == 1 else "rows were"
+    raise ImportRefused(
+        [
+            *problems.messages(),
+            f"{unchecked:,} more {rows} not checked; fix the problems above and "
+            f"import the file again to check the rest.",
+        ]
+    )
 
 
 def _month_columns(header: list[str]) -> dict[str, date]:
     """The month columns (``2018-01``) by name; any other extra column is refused."""
     problems = RowProblems()
     months = {}
+    first, last = TARGET_DATES.starts_on, TARGET_DATES.ends_on
     for name in header:
         if name in COLUMNS:
             continue
         match = MONTH_COLUMN.fullmatch(name)
-        if match and 1 <= int(match[2]) <= 12:
+        if match and not first.year <= int(match[1]) <= last.year:
+            problems.add(
+                f"The column '{name}' is a month outside the years targets cover; "
+                f"give months from {first:%Y-%m} to {last:%Y-%m}."
+            )
+        elif match and 1 <= int(match[2]) <= 12:
             months[name] = date(int(match[1]), int(match[2]), 1)
         else:
             problems.add(
@@ -407,14 +639,17 @@ def _month_columns(header: list[str]) -> dict[str, date]:
 
 
 def _read_row(
-    row: CsvRow, months: dict[str, date], by_name: dict[str, Territory]
+    row: CsvRow,
+    months: dict[str, date],
+    by_name: dict[str, Territory],
+    known_names: str,
 ) -> TargetInput | None:
     name = row.required("territory", "territory", 200)
     territory = by_name.get(name.casefold()) if name else None
     if name and territory is None:
-        row.fail(f"there is no territory named '{name}' {_known_names(by_name)}")
-    starts_on = row.date("starts_on", "start date", ISO_DATE)
-    ends_on = row.date("ends_on", "end date", ISO_DATE)
+        row.fail(f"there is no territory named '{name}' {known_names}")
+    starts_on = _read_day(row, "starts_on", "start date")
+    ends_on = _read_day(row, "ends_on", "end date")
     amount = row.decimal("amount", "amount", MAX_AMOUNT, required=True, step=READ_STEP)
     given = {
         month: value
@@ -431,22 +666,31 @@ def _read_row(
     if amount is None:
         return None
 
-    data = TargetInput(
-        territory, starts_on, ends_on, amount, _distribution(given, starts_on, ends_on)
-    )
-    for message in check_target(data).values():
+    data = TargetInput(territory, starts_on, ends_on, amount)
+    errors = check_target(data)
+    if given and not errors:
+        data = replace(data, months=_distribution(given, starts_on, ends_on))
+        errors = check_target(data)
+    for message in errors.values():
         row.fail(message.rstrip("."))
     return data if row.ok else None
 
 
+def _read_day(row: CsvRow, column: str, label: str) -> date | None:
+    """The date in ``column``, read as ``CsvRow.date`` reads ISO_DATE."""
+    match = ISO_DAY.fullmatch(row.values[row.columns[column]].strip())
+    if match:
+        try:
+            return date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            pass
+    return row.date(column, label, ISO_DATE)
+
+
 def _distribution(
     given: dict[date, Decimal], starts_on: date, ends_on: date
-) -> dict[date, Decimal] | None:
-    """The row's months, empty ones of the target counting as zero; none given, none."""
-    if not given:
-        return None
-    if starts_on > ends_on:
-        return given
+) -> dict[date, Decimal]:
+    """The row's months, empty ones of the target counting as zero."""
     months = dict.fromkeys(months_of(starts_on, ends_on), Decimal(0))
     months.update(given)
     return months
@@ -459,6 +703,12 @@ def _known_names(by_name: dict[str, Territory]) -> str:
     if len(names) > MAX_NAMES_LISTED:
         return "among the territories you may set targets for"
     return f"among {', '.join(names)}"
+
+
+def _has_room(problems: RowProblems) -> bool:
+    """Whether the list of problems shown has room; past it problems are only
+    counted, so their words need not be put together."""
+    return len(problems.listed) < MAX_LISTED_PROBLEMS
 
 
 def _check_against_each_other(
@@ -477,29 +727,80 @@ def _check_against_each_other(
             problems.add(
                 f"Row {number}: the target of {target.territory.name} for "
                 f"{period_words(target.starts_on, target.ends_on)} shares days with "
-                f"row {furthest[0]}; give each day one target.",
+                f"row {furthest[0]}; give each day one target."
+                if _has_room(problems)
+                else "",
                 row=number,
             )
         if target.ends_on > furthest[1].ends_on:
             furthest = (number, target)
 
 
-def _check_against_stored(
-    read: list[tuple[int, TargetInput]], problems: RowProblems
-) -> None:
-    """Each row against the stored targets of its territory (one query)."""
-    territory_ids = {target.territory.id for _, target in read}
-    stored = db.session.scalars(
-        select(TerritoryTarget).where(TerritoryTarget.territory_id.in_(territory_ids))
-    ).all()
+def _stored_to_replace(read: list[tuple[int, TargetInput]]) -> list[int]:
+    """Check each row against the stored targets of its territory (one query): a
+    row with the dates of a stored target replaces it, any other shared day is
+    refused. The ids of the stored targets replaced.
+
+    :raise ImportRefused: listing the rows that share days with stored targets.
+    """
+    stored = _stored_spans(read)
+    problems = RowProblems()
+    replaced = []
     for number, target in read:
-        same_territory = [
-            other
-            for other in stored
-            if other.territory_id == target.territory.id
-            and other.starts_on <= target.ends_on
-            and other.ends_on >= target.starts_on
-        ]
-        clash = _clash(target, same_territory)
-        if clash:
-            problems.add(f"Row {number}: {clash}", row=number)
+        spans = stored.get(target.territory.id)
+        if spans is None:
+            continue
+        # Stored targets of a territory never overlap, so sorted by start they
+        # are sorted by end too: the first one ending on or after the row's start
+        # is the first that may share days with it.
+        index = bisect_left(spans.ends, target.starts_on)
+        while index < len(spans.rows) and spans.rows[index].starts_on <= target.ends_on:
+            other = spans.rows[index]
+            if _same_dates(target, other.starts_on, other.ends_on):
+                replaced.append(other.id)
+            else:
+                clash = (
+                    _clash(target, other.starts_on, other.ends_on, other.amount)
+                    if _has_room(problems)
+                    else ""
+                )
+                problems.add(f"Row {number}: {clash}", row=number)
+                break
+            index += 1
+    problems.refuse_if_any()
+    return replaced
+
+
+@dataclass
+class _Spans:
+    """A territory's stored targets by start date, and their end dates alike."""
+
+    rows: list[Any]
+    ends: list[date]
+
+
+def _stored_spans(read: list[tuple[int, TargetInput]]) -> dict[int, _Spans]:
+    """The stored targets of the rows' territories within the rows' dates."""
+    territory_ids = sorted({target.territory.id for _, target in read})
+    first = min(target.starts_on for _, target in read)
+    last = max(target.ends_on for _, target in read)
+    stored: dict[int, _Spans] = defaultdict(lambda: _Spans([], []))
+    for row in db.session.execute(
+        select(
+            TARGETS.c.id,
+            TARGETS.c.territory_id,
+            TARGETS.c.starts_on,
+            TARGETS.c.ends_on,
+            TARGETS.c.amount,
+        )
+        .where(
+            TARGETS.c.territory_id.in_(territory_ids),
+            TARGETS.c.starts_on <= last,
+            TARGETS.c.ends_on >= first,
+        )
+        .order_by(TARGETS.c.territory_id, TARGETS.c.starts_on)
+    ):
+        spans = stored[row.territory_id]
+        spans.rows.append(row)
+        spans.ends.append(row.ends_on)
+    return dict(stored)
