@@ -12,10 +12,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
+from portal.extensions import db
+from programs.models import Program
+from territory_rules.models import Region, Territory
 from tests.conftest import DEMO_PASSWORD
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -222,3 +227,270 @@ def test_a_manager_filters_partners_and_opens_a_territory_from_the_map(page):  #
     assert page.locator("h1").inner_text() == "California"
     assert "Golden State Workplace" in page.locator(".lede").inner_text()
     assert page.locator("#sales-lines tbody tr").count() > 0
+
+
+# --- Scripts only from our files, and pages that fit their screen -------------------
+
+HOSTILE_NAME = "<img src=x onerror=\"document.title='XSS'\">"
+QUARTER_WITH_SALES = "from=2019-10-01&to=2019-12-31"
+
+
+def region_id(demo_app: Flask, name: str) -> int:
+    with demo_app.app_context():
+        return db.session.scalars(select(Region.id).filter_by(name=name)).one()
+
+
+def region_path(demo_app: Flask, name: str) -> str:
+    return f"/regions/{region_id(demo_app, name)}?{QUARTER_WITH_SALES}"
+
+
+def program_id(demo_app: Flask, name: str) -> int:
+    with demo_app.app_context():
+        return db.session.scalars(select(Program.id).filter_by(name=name)).one()
+
+
+@pytest.fixture
+def hostile_territory(demo_app: Flask) -> Iterator[str]:
+    """Mountain Southwest renamed to markup, as a careless import could name it."""
+    with demo_app.app_context():
+        territory = db.session.scalars(
+            select(Territory).filter_by(name="Mountain Southwest")
+        ).one()
+        territory.name = HOSTILE_NAME
+        db.session.commit()
+        try:
+            yield HOSTILE_NAME
+        finally:
+            territory.name = "Mountain Southwest"
+            db.session.commit()
+
+
+@pytest.fixture
+def phone_page(browser, live_server):  # type: ignore[no-untyped-def]
+    context = browser.new_context(
+        base_url=live_server, viewport={"width": 390, "height": 844}
+    )
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def test_a_name_made_of_markup_stays_text_in_the_map_tooltip(  # type: ignore[no-untyped-def]
+    page, demo_app, hostile_territory
+):
+    sign_in(page, "manager.west@demo.test")
+    page.wait_for_url("**/regions/**")
+    page.goto(region_path(demo_app, "West"))
+    shapes = page.locator(".map .leaflet-interactive")
+    shapes.first.wait_for(timeout=10_000)
+
+    tooltips = []
+    for index in range(shapes.count()):
+        shapes.nth(index).hover(force=True)
+        tooltip = page.locator(".leaflet-tooltip").last
+        tooltip.wait_for()
+        tooltips.append(tooltip.inner_text())
+
+    [shown] = [text for text in tooltips if text.startswith("<img")]
+    assert shown.startswith(hostile_territory + " · Mesa Business Solutions")
+    assert page.locator(".leaflet-tooltip img, img[src='x']").count() == 0
+    assert page.title() == "West · Partner Portal"
+
+    # Markup slipped into the page some other way still runs nothing: the
+    # policy refuses its handler attribute, and an inline script.
+    refused = page.evaluate(
+        """markup => new Promise(resolve => {
+             document.addEventListener("securitypolicyviolation",
+               event => resolve(event.effectiveDirective), { once: true });
+             setTimeout(() => resolve("nothing refused"), 5000);
+             document.getElementById("messages").innerHTML = markup;
+           })""",
+        hostile_territory,
+    )
+    page.evaluate(
+        """() => { const script = document.createElement("script");
+                   script.textContent = "document.title = 'inline'";
+                   document.body.append(script); }"""
+    )
+    assert refused == "script-src-attr"
+    assert page.title() == "West · Partner Portal"
+    assert page.evaluate("htmx.config.allowEval") is False
+
+
+def test_reward_rule_rows_switch_suggestions_and_are_removed(page, demo_app):  # type: ignore[no-untyped-def]
+    sign_in(page, "admin@demo.test")
+    page.wait_for_url("**/territories/**")
+    page.goto(f"/admin/rewards/programs/{program_id(demo_app, 'Growth')}")
+    rows = page.locator("#rule-rows tr")
+    names = rows.locator("[name=rule_name]")
+    # The plan's two rules, then an empty row to write a new one in.
+    assert [names.nth(i).input_value() for i in range(3)] == [
+        "Technology",
+        "Corporate customers",
+        "",
+    ]
+
+    page.get_by_role("button", name="Add a rule").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#rule-rows tr').length === 4"
+    )
+    added = rows.last
+    match_value = added.locator("[name=match_value]")
+    assert match_value.get_attribute("list") is None
+    added.locator("[name=dimension]").select_option("territory")
+    assert match_value.get_attribute("list") == "territory-names"
+    added.locator("[name=dimension]").select_option("segment")
+    assert match_value.get_attribute("list") is None
+
+    added.get_by_role("button", name="Remove").click()
+    rows.first.get_by_role("button", name="Remove").click()
+
+    assert [names.nth(i).input_value() for i in range(rows.count())] == [
+        "Corporate customers",
+        "",
+    ]
+
+
+def test_tier_and_condition_rows_are_removed_and_the_preview_follows(  # type: ignore[no-untyped-def]
+    page, demo_app
+):
+    sign_in(page, "admin@demo.test")
+    page.wait_for_url("**/territories/**")
+    growth = program_id(demo_app, "Growth")
+    page.goto(f"/admin/programs/{growth}/tiers")
+    tiers = page.locator("#tier-rows tr")
+    before = tiers.count()
+    first_name = tiers.first.locator("[name=tier_name]").input_value()
+
+    tiers.first.get_by_role("button", name="Remove").click()
+
+    assert tiers.count() == before - 1
+    assert tiers.first.locator("[name=tier_name]").input_value() != first_name
+
+    page.goto(f"/admin/programs/{growth}/rules/new")
+    conditions = page.locator("#condition-rows .condition-row")
+    before = conditions.count()
+    with page.expect_response("**/rules/preview"):
+        page.get_by_role("button", name="Add a condition").click()
+    assert conditions.count() == before + 1
+
+    with page.expect_response("**/rules/preview") as preview:
+        conditions.last.get_by_role("button", name="Remove").click()
+
+    assert conditions.count() == before
+    assert preview.value.ok
+
+
+def test_a_region_page_fits_a_phone_screen(phone_page, demo_app):  # type: ignore[no-untyped-def]
+    page = phone_page
+    sign_in(page, "manager.west@demo.test")
+    page.wait_for_url("**/regions/**")
+
+    # Its targets page, too, holds a wide table with a hidden heading in it.
+    page.goto(f"/regions/{region_id(demo_app, 'West')}/targets")
+    assert page.locator("table tbody tr").count() > 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    page.goto(region_path(demo_app, "West"))
+    page.locator(".map .leaflet-interactive").first.wait_for(timeout=10_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The charts keep 12-unit labels at 10 pixels or more, scrolling in their box.
+    widths = page.eval_on_selector_all(
+        "svg.chart",
+        "charts => charts.map(chart => chart.getBoundingClientRect().width)",
+    )
+    assert len(widths) == 3
+    assert all(width * 12 / 720 >= 10 for width in widths)
+
+
+def test_sorting_and_filtering_a_table_keep_focus_on_the_control(page, demo_app):  # type: ignore[no-untyped-def]
+    sign_in(page, "manager.west@demo.test")
+    page.wait_for_url("**/regions/**")
+    page.goto(region_path(demo_app, "West"))
+
+    def redrawn(action) -> str:  # type: ignore[no-untyped-def]
+        page.evaluate(
+            """() => { window.settled = false;
+                 document.addEventListener("htmx:afterSettle",
+                   () => { window.settled = true; }, { once: true }); }"""
+        )
+        action()
+        page.wait_for_function("() => window.settled")
+        return str(page.evaluate("document.activeElement.id"))
+
+    revenue = page.locator("#territory-table-sort-revenue")
+    assert redrawn(revenue.click) == "territory-table-sort-revenue"
+    assert redrawn(lambda: page.keyboard.press("Enter")) == (
+        "territory-table-sort-revenue"
+    )
+    assert revenue.locator("xpath=..").get_attribute("aria-sort") == "ascending"
+
+    page.locator("#partner-flagged").focus()
+    assert redrawn(lambda: page.keyboard.press("Space")) == "partner-flagged"
+    assert page.locator("#partner-flagged").is_checked()
+
+    search = page.get_by_label("Search partners")
+    search.focus()
+    assert redrawn(lambda: page.keyboard.type("zz")) == "partner-search"
+    assert "No partner matches" in page.locator("#partner-table tbody").inner_text()
+
+
+# The managers' pages: pagers that keep the period, and a table request with a
+# bad period that changes nothing and says why.
+
+Q4_2019 = "from=2019-10-01&to=2019-12-31"
+
+
+def open_region(page, name: str) -> str:  # type: ignore[no-untyped-def]
+    """Open the region's page for Q4 2019; its address without arguments."""
+    page.wait_for_url("**/regions/**")
+    link = page.get_by_role("link", name=name, exact=True).get_attribute("href")
+    address = urlsplit(str(link)).path
+    page.goto(f"{address}?{Q4_2019}")
+    return address
+
+
+def query(address: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(address).query).items()}
+
+
+def test_the_accounts_pager_keeps_the_period_and_the_sales_page(page):  # type: ignore[no-untyped-def]
+    sign_in(page, "manager.west@demo.test")
+    open_region(page, "West")
+    page.locator("#territory-table").get_by_role("link", name="California").click()
+    page.wait_for_url("**/territories/**")
+    page.goto(page.url + "&sales_page=2")
+
+    page.locator("#accounts").get_by_role("link", name="Next").click()
+    page.wait_for_function(
+        "() => new URLSearchParams(location.search).get('page') === '2'"
+    )
+
+    assert query(page.url) == {
+        "from": "2019-10-01",
+        "to": "2019-12-31",
+        "sales_page": "2",
+        "page": "2",
+    }
+    assert "Page 2 of" in page.locator("#sales-lines .pagination").inner_text()
+    assert page.locator("#period-from").input_value() == "2019-10-01"
+
+
+def test_a_table_request_with_a_bad_period_leaves_the_table_and_says_why(page):  # type: ignore[no-untyped-def]
+    sign_in(page, "manager.west@demo.test")
+    region = open_region(page, "West")
+    rows = page.locator("#territory-table tbody tr")
+    before = rows.all_inner_texts()
+
+    page.evaluate(
+        """address => htmx.ajax("GET", address,
+             {target: "#territory-table", swap: "outerHTML"})""",
+        f"{region}/territories?from=2019-01-01&to=8999-12-31&sort=revenue",
+    )
+
+    alert = page.locator("#messages .message-error")
+    alert.wait_for(timeout=10_000)
+    assert alert.inner_text() == (
+        "Choose dates from 1900 to 2200; nothing on the page was changed."
+    )
+    assert rows.all_inner_texts() == before

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
 from portal.performance.charts import (
+    MAX_TICKS,
+    Chart,
+    Tick,
     compact_money,
+    month_ticks,
     nice_ceiling,
     partners_chart,
     revenue_chart,
     tier_chart,
 )
+from portal.performance.figures import MonthPoint as Point
+from portal.performance.periods import Period
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@dataclass
-class Point:
-    month: date
-    revenue: Decimal
-    target: Decimal | None
 
 
 def parse(svg: str) -> ET.Element:
@@ -117,6 +116,23 @@ def test_revenue_chart_is_accessible_and_has_the_same_numbers_as_a_table() -> No
     assert chart.columns == ["Month", "Revenue", "Target", "Attainment"]
     assert chart.rows[0] == ["Jul 2018", "$1,000.00", "$1,500.00", "67%"]
     assert chart.rows[1] == ["Aug 2018", "$2,000.00", "$1,500.00", "133%"]
+
+
+def test_attainment_counts_only_the_revenue_of_territories_with_a_target() -> None:
+    points = [
+        Point(date(2018, 7, 1), Decimal(1600), Decimal(1500), Decimal(1200)),
+        Point(date(2018, 8, 1), Decimal(1400), Decimal(1000), Decimal(1400)),
+    ]
+
+    chart = revenue_chart(points)
+    root = parse(chart.svg)
+
+    # July: $1,600 in all, but the targeted territories made $1,200 of $1,500.
+    assert chart.rows[0] == ["Jul 2018", "$1,600.00", "$1,500.00", "80%"]
+    assert chart.rows[1] == ["Aug 2018", "$1,400.00", "$1,000.00", "140%"]
+    fills = [rect.get("fill") for rect in bars(root)]
+    assert fills[0] != fills[1]  # July is below its target, August above
+    assert "reached the target in 1 of 2 months" in (root.findtext(f"{SVG}desc") or "")
 
 
 def test_revenue_chart_of_no_months_says_so() -> None:
@@ -232,3 +248,89 @@ def test_nice_ceiling(value: str, top: str, step: str) -> None:
 )
 def test_compact_money(amount: str, text: str) -> None:
     assert compact_money(Decimal(amount)) == text
+
+
+def months_between(first: str, last: str) -> list[date]:
+    return Period(date.fromisoformat(first), date.fromisoformat(last)).months()
+
+
+def test_a_quarter_labels_every_month_and_its_year_once() -> None:
+    ticks = month_ticks(months_between("2019-10-01", "2019-12-31"))
+
+    assert ticks == [Tick(0, "Oct", "2019"), Tick(1, "Nov"), Tick(2, "Dec")]
+
+
+def test_two_years_are_labelled_by_quarter_with_each_new_year() -> None:
+    months = months_between("2018-01-01", "2019-12-31")
+
+    ticks = month_ticks(months)
+
+    assert [(months[t.index], t.label, t.year) for t in ticks] == [
+        (date(2018, 1, 1), "Jan", "2018"),
+        (date(2018, 4, 1), "Apr", None),
+        (date(2018, 7, 1), "Jul", None),
+        (date(2018, 10, 1), "Oct", None),
+        (date(2019, 1, 1), "Jan", "2019"),
+        (date(2019, 4, 1), "Apr", None),
+        (date(2019, 7, 1), "Jul", None),
+        (date(2019, 10, 1), "Oct", None),
+    ]
+
+
+def test_a_span_starting_mid_quarter_still_names_the_year_of_its_first_label() -> None:
+    months = months_between("2018-11-15", "2020-02-10")
+
+    ticks = month_ticks(months)
+
+    assert [(t.label, t.year) for t in ticks] == [
+        ("Jan", "2019"),
+        ("Apr", None),
+        ("Jul", None),
+        ("Oct", None),
+        ("Jan", "2020"),
+    ]
+
+
+def test_fifty_years_are_labelled_every_five_years_by_year_alone() -> None:
+    months = months_between("1975-01-01", "2024-12-31")
+
+    ticks = month_ticks(months)
+
+    assert [t.label for t in ticks] == [str(year) for year in range(1975, 2025, 5)]
+    assert all(months[t.index].month == 1 and t.year is None for t in ticks)
+
+
+@pytest.mark.parametrize("count", [1, 12, 13, 36, 37, 72, 73, 145, 600, 2400])
+def test_no_span_gets_more_than_twelve_labels(count: int) -> None:
+    months = [date(2000 + n // 12, n % 12 + 1, 1) for n in range(count)]
+
+    ticks = month_ticks(months)
+
+    assert 1 <= len(ticks) <= MAX_TICKS
+    indexes = [tick.index for tick in ticks]
+    steps = {b - a for a, b in pairwise(indexes)}
+    assert len(steps) <= 1  # evenly spaced
+
+
+def test_a_long_revenue_chart_names_no_month_years_away_from_its_year() -> None:
+    months = months_between("1975-01-01", "2024-12-31")
+    points = [Point(month, Decimal(100), None) for month in months]
+
+    labels = texts(parse(revenue_chart(points).svg))
+
+    axis = [label for label in labels if label.isdigit()]
+    assert axis == [str(year) for year in range(1975, 2025, 5)]
+    assert not {"Jan", "Mar", "May", "Jul"} & set(labels)
+
+
+def test_chart_tables_set_numbers_right_and_words_left() -> None:
+    revenue = revenue_chart(quarter(["1000", "2000", "500"], [None] * 3))
+    tiers = tier_chart([("Growth", "Gold", 2)])
+    partners = partners_chart([("A", Decimal(5))])
+
+    def numeric(chart: Chart) -> list[bool]:
+        return [chart.is_numeric(index) for index in range(len(chart.columns))]
+
+    assert numeric(revenue) == [False, True, True, True]
+    assert numeric(tiers) == [False, False, True]  # Program, Tier | Partners
+    assert numeric(partners) == [True, False, True]  # Rank | Partner | Revenue

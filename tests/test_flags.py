@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 
 from portal.extensions import db
 from portal.performance import figures
@@ -24,7 +22,9 @@ from portal.performance.flags import (
     flag_rows,
     imbalance,
     number,
+    percent,
     period_noun,
+    quartile_note,
     revenue_drop,
     stalled_activity,
     underperformance,
@@ -35,6 +35,7 @@ from portal.performance.targets import set_target
 from territory_rules.models import Region
 from tests.factories import make_account, make_org, make_region, make_territory
 from tests.program_factories import add_sale, assign
+from tests.statements import count_statements
 
 D = Decimal
 DEFAULTS = Thresholds()
@@ -286,7 +287,12 @@ def test_gini_of_nothing_is_none() -> None:
         (Period(date(2018, 7, 1), date(2018, 9, 30)), 1, "quarter"),
         (Period(date(2018, 2, 1), date(2018, 2, 28)), 3, "months"),
         (Period(date(2018, 2, 1), date(2018, 2, 27)), 3, "periods of 27 days"),
-        (Period(date(2018, 1, 1), date(2018, 12, 31)), 1, "period of 365 days"),
+        (Period(date(2018, 1, 1), date(2018, 12, 31)), 1, "year"),
+        (Period(date(2018, 1, 1), date(2018, 12, 31)), 2, "years"),
+        (Period(date(2018, 7, 1), date(2019, 6, 30)), 2, "periods of 12 months"),
+        (Period(date(2018, 1, 1), date(2018, 2, 28)), 2, "periods of 2 months"),
+        (Period(date(2018, 8, 1), date(2018, 10, 31)), 1, "period of 3 months"),
+        (Period(date(2018, 1, 2), date(2018, 12, 31)), 1, "period of 364 days"),
     ],
 )
 def test_period_noun(period: Period, count: int, noun: str) -> None:
@@ -413,24 +419,10 @@ def test_flags_look_back_as_many_periods_as_set(west: Region) -> None:
     assert flags_of(partners)["Behind"] == []
 
 
-def count_queries(run: Callable[[], Any]) -> int:
-    counted: list[str] = []
-
-    def record(*args: Any) -> None:
-        counted.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        run()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return len(counted)
-
-
 def flag_queries(region: Region) -> int:
     _, territories, partners = figures.scope_figures([region], Q3_2018)
     db.session.commit()
-    return count_queries(
+    return count_statements(
         lambda: flag_rows([region], Q3_2018, territories, partners, LATER)
     )
 
@@ -454,3 +446,191 @@ def test_the_number_of_queries_does_not_grow_with_the_data(west: Region) -> None
     PerformanceSettings.current().underperform_periods = 4
     db.session.commit()
     assert flag_queries(west) > large  # more periods looked back at
+
+
+# --- Periods of whole months look back by calendar months ---------------------------
+
+JANUARY = Period(date(2019, 1, 1), date(2019, 1, 31))
+FEBRUARY = Period(date(2019, 2, 1), date(2019, 2, 28))
+
+
+@pytest.fixture
+def monthly_region(clean_app: Flask) -> Region:
+    """Slow Co has a target of 1,000 a month from December 2018 to February 2019."""
+    region = make_region("Months")
+    territory = make_territory(region, "Slow land", partner=make_org("Slow Co"))
+    customer = make_account()
+    assign(customer, territory)
+    # 2 January is outside the 28 days before February: only January as a
+    # calendar month holds it.
+    for day, amount in [
+        (date(2018, 12, 10), "700"),
+        (date(2019, 1, 2), "600"),
+        (date(2019, 2, 10), "300"),
+    ]:
+        add_sale(customer, day, amount)
+    months = {
+        date(2018, 12, 1): D(1000),
+        date(2019, 1, 1): D(1000),
+        date(2019, 2, 1): D(1000),
+    }
+    set_target(territory, date(2018, 12, 1), FEBRUARY.ends_on, D(3000), months, None)
+    db.session.commit()
+    return region
+
+
+def test_a_month_is_compared_with_the_calendar_month_before(
+    monthly_region: Region,
+) -> None:
+    _, territories, partners = figures.scope_figures([monthly_region], FEBRUARY)
+
+    flag_rows([monthly_region], FEBRUARY, territories, partners, LATER)
+
+    assert flags_of(partners)["Slow Co"] == [
+        (
+            UNDERPERFORMING,
+            "Attainment 60% in 1 Jan 2019 - 31 Jan 2019 and 30% in 1 Feb 2019 - "
+            "28 Feb 2019: below 80% of target in the last 2 months.",
+        ),
+        (
+            STALLED,
+            "Revenue $300.00 in 1 Feb 2019 - 28 Feb 2019, down 50% from $600.00 in "
+            "1 Jan 2019 - 31 Jan 2019: more than 30%.",
+        ),
+    ]
+
+
+def test_months_look_back_as_many_calendar_months_as_set(
+    monthly_region: Region,
+) -> None:
+    PerformanceSettings.current().underperform_periods = 3
+    db.session.commit()
+    _, territories, partners = figures.scope_figures([monthly_region], FEBRUARY)
+
+    flag_rows([monthly_region], FEBRUARY, territories, partners, LATER)
+
+    [underperforming, _] = flags_of(partners)["Slow Co"]
+    assert underperforming[1] == (
+        "Attainment 70% in 1 Dec 2018 - 31 Dec 2018, 60% in 1 Jan 2019 - 31 Jan "
+        "2019 and 30% in 1 Feb 2019 - 28 Feb 2019: below 80% of target in the last "
+        "3 months."
+    )
+
+
+# --- Numbers in words and the day days without a sale are counted to ---------------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "words"),
+    [("-0.004", "0%"), ("0.004", "0%"), ("-0.006", "-1%"), ("0.62", "62%")],
+)
+def test_percent_never_writes_minus_nought(ratio: str, words: str) -> None:
+    assert percent(D(ratio)) == words
+
+
+def test_stalled_up_to_today_says_it_is_today() -> None:
+    today = date(2026, 5, 12)
+
+    flag = stalled_activity(date(2019, 12, 30), today, 60, today=today)
+
+    assert flag is not None
+    assert flag.reason == (
+        "No sale or approved claim for 2,325 days up to today, 12 May 2026 (the "
+        "last on 30 Dec 2019); the limit is 60 days."
+    )
+
+
+def test_a_running_period_counts_days_without_a_sale_up_to_today(
+    clean_app: Flask,
+) -> None:
+    today = figures.today_utc()
+    region = make_region("Now")
+    last_sale = today - timedelta(days=70)
+    add_partner(region, "Lately quiet", [(last_sale, "100")])
+    running = Period(today - timedelta(days=100), today + timedelta(days=30))
+    ended = Period(today - timedelta(days=100), today - timedelta(days=5))
+    db.session.commit()
+
+    found = {}
+    for period in (running, ended):
+        _, territories, partners = figures.scope_figures([region], period)
+        flag_rows([region], period, territories, partners, today)
+        found[period] = flags_of(partners)["Lately quiet"]
+
+    def day(value: date) -> str:
+        return f"{value.day} {value:%b %Y}"
+
+    assert found[running] == [
+        (
+            STALLED,
+            f"No sale or approved claim for 70 days up to today, {day(today)} (the "
+            f"last on {day(last_sale)}); the limit is 60 days.",
+        )
+    ]
+    assert found[ended] == [
+        (
+            STALLED,
+            f"No sale or approved claim for 65 days up to {day(ended.ends_on)} (the "
+            f"last on {day(last_sale)}); the limit is 60 days.",
+        )
+    ]
+
+
+# --- When the bottom quartile cannot apply ------------------------------------------
+
+
+def territory_row(number: int, target: str | None) -> figures.TerritoryRow:
+    return figures.TerritoryRow(
+        id=number,
+        name=f"T{number}",
+        region_id=1,
+        region_name="West",
+        partner_id=number,
+        partner_name=f"P{number}",
+        figures=figures.Figures(
+            revenue=D(0), target=D(target) if target is not None else None
+        ),
+    )
+
+
+def partner_row(number: int, target: str | None) -> figures.PartnerRow:
+    return figures.PartnerRow(
+        id=number,
+        name=f"P{number}",
+        territories=[f"T{number}"],
+        figures=figures.Figures(
+            revenue=D(0), target=D(target) if target is not None else None
+        ),
+    )
+
+
+def test_the_quartile_note_names_what_is_missing(clean_app: Flask) -> None:
+    three = [territory_row(n, "100") for n in range(3)] + [territory_row(9, None)]
+    four = [territory_row(n, "100") for n in range(4)]
+    partners = [partner_row(n, "100") for n in range(3)]
+    many = [partner_row(n, "100") for n in range(5)]
+
+    both = quartile_note("West", Q3_2018, three, partners)
+    territories_only = quartile_note("West", Q3_2018, three, many)
+    partners_only = quartile_note("West", Q3_2018, four, [partner_row(1, "100")])
+
+    assert both == (
+        "Flagging the bottom quartile does not apply in Q3 2018: it needs at least 4 "
+        "territories (or partners) with a target, and West has 3 territories and 3 "
+        "partners with one."
+    )
+    assert territories_only == (
+        "Flagging the bottom quartile does not apply to territories in Q3 2018: it "
+        "needs at least 4 territories with a target, and West has 3."
+    )
+    assert partners_only == (
+        "Flagging the bottom quartile does not apply to partners in Q3 2018: it "
+        "needs at least 4 partners with a target, and West has 1."
+    )
+    assert quartile_note("West", Q3_2018, four, many) is None
+
+
+def test_no_quartile_note_when_the_quartile_is_off(clean_app: Flask) -> None:
+    PerformanceSettings.current().use_bottom_quartile = False
+
+    assert quartile_note("West", Q3_2018, [territory_row(1, "100")], []) is None

@@ -146,6 +146,24 @@ def test_leaderboard_of_a_region(west: Region) -> None:
     ]
 
 
+def test_revenue_outside_a_partners_targeted_territories_does_not_lift_its_rank(
+    west: Region,
+) -> None:
+    """Cascade also owns Mesa land now, which has no target: its 5,000 stays out."""
+    cascade = db.session.query(PartnerOrganisation).filter_by(name="Cascade").one()
+    mesa = make_territory(west, "Second Cascade land", partner=cascade)
+    account = make_account()
+    assign(account, mesa)
+    add_sale(account, date(2018, 8, 16), "5000")
+    db.session.commit()
+
+    places = {p.name: p for p in leaderboard(west, Q3_2018)}
+
+    assert places["Cascade"].revenue == D("5900")
+    assert places["Cascade"].attainment == D("900") / D("1000")
+    assert [places[n].rank for n in ("Golden State", "Cascade", "Mesa")] == [1, 2, 3]
+
+
 def partner_user(name: str) -> User:
     organisation = db.session.query(PartnerOrganisation).filter_by(name=name).one()
     user = make_user(Role.PARTNER, organisation=organisation, email="me@example.test")

@@ -6,26 +6,27 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from html import unescape
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from portal.extensions import db
-from portal.models import Role
-from portal.performance import figures
+from portal.models import PartnerOrganisation, Role
+from portal.performance import figures, views
 from portal.performance.models import (
     PerformanceSettings,
     TargetMonth,
     TerritoryTarget,
 )
 from portal.performance.periods import Period, quarter_of
+from programs.models import Standing
 from rewards.models import Claim
 from territory_rules.models import Region, Territory
 from tests.conftest import AuthActions
@@ -37,7 +38,8 @@ from tests.factories import (
     make_user,
     square,
 )
-from tests.program_factories import add_sale, assign
+from tests.program_factories import add_sale, add_tier, assign, make_program
+from tests.statements import count_statements
 
 HTMX = {"HX-Request": "true"}
 Q3 = "from=2018-07-01&to=2018-09-30"
@@ -409,7 +411,7 @@ def test_territory_and_claim_exports_quote_formula_cells(
         ("Mountain", "'" + FORMULA_PARTNER)
     ]
     assert [(c["customer"], c["amount"]) for c in claims] == [
-        ("'@Counter sale", "50.0000")
+        ("'@Counter sale", "50.00")
     ]
 
 
@@ -453,8 +455,12 @@ def test_the_lines_behind_a_row_add_up_to_its_revenue(
 
 
 def test_sales_lines_page_by_htmx_fragment(
-    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(views, "LINES_PER_PAGE", 3)
     auth.sign_in("west@x.test")
     page_url = url("/regions/{west}/territories/{pacific}?sales_page=2&", world) + Q3
 
@@ -464,23 +470,11 @@ def test_sales_lines_page_by_htmx_fragment(
     assert "<html" not in fragment
     assert "Approved claims" not in fragment
     assert "4 sales lines credited in Q3 2018." in fragment
+    assert "Page 2 of 2" in fragment
+    assert fragment.count('<td class="nowrap">') == 1
 
 
 # A fixed number of queries -----------------------------------------------------------
-
-
-def count_queries(call: Callable[[], Any]) -> int:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        call()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
-    return len(statements)
 
 
 PAGES = [
@@ -539,7 +533,7 @@ def test_pages_take_the_same_number_of_queries_at_any_size(
         for page in PAGES:
             address = page.format(**vars(scope))
             address += ("&" if "?" in address else "?") + Q3
-            found[page] = count_queries(lambda a=address: check(client.get(a)))
+            found[page] = count_statements(lambda a=address: check(client.get(a)))
         return found
 
     small_counts, large_counts = counts(small), counts(large)
@@ -547,3 +541,434 @@ def test_pages_take_the_same_number_of_queries_at_any_size(
     assert small_counts == large_counts
     assert all(count > 0 for count in large_counts.values())
     assert db.session.get(Region, large.region) is not None
+
+
+# Periods that cannot be shown ------------------------------------------------------
+
+FAR_FUTURE = "from=2019-01-01&to=8999-12-31"
+BAD_PERIODS = [
+    (FAR_FUTURE, "Choose dates from 1900 to 2200"),
+    ("from=1899-12-01&to=1900-01-31", "Choose dates from 1900 to 2200"),
+    ("from=1900-01-01&to=2000-01-01", "A period can be at most 100 years long"),
+    ("from=2018-31-01&to=2018-12-31", "Dates must be written as YYYY-MM-DD"),
+    ("from=2018-09-30&to=2018-07-01", "The end of the period comes before its start"),
+]
+FULL_PAGES = [
+    "/regions/",
+    "/regions/{west}",
+    "/regions/{west}/territories",
+    "/regions/{west}/partners",
+    "/regions/{west}/territories/{pacific}",
+    "/regions/{west}/partners/{acme}",
+]
+
+
+@pytest.mark.parametrize("page", FULL_PAGES)
+@pytest.mark.parametrize(("period", "problem"), BAD_PERIODS)
+def test_a_page_with_a_bad_period_says_what_to_fix_and_shows_this_quarter(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    page: str,
+    period: str,
+    problem: str,
+) -> None:
+    auth.sign_in("west@x.test")
+    quarter = quarter_of(figures.today_utc())
+
+    response = client.get(url(page, world) + "?" + period)
+
+    assert response.status_code == 200
+    assert problem in response.text
+    assert f"showing {quarter.label} instead." in response.text
+    assert f'value="{quarter.starts_on.isoformat()}"' in response.text
+
+
+@pytest.mark.parametrize("page", FULL_PAGES)
+@pytest.mark.parametrize(
+    "period", ["from=1900-01-01&to=1999-12-31", "from=2101-01-01&to=2200-12-31"]
+)
+def test_the_widest_periods_open_with_the_longest_look_back(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    page: str,
+    period: str,
+) -> None:
+    PerformanceSettings.current().underperform_periods = 12
+    db.session.commit()
+    auth.sign_in("west@x.test")
+
+    response = client.get(url(page, world) + "?" + period)
+
+    assert response.status_code == 200
+    assert 'role="alert"' not in response.text
+    assert f'value="{period[5:15]}"' in response.text
+
+
+EXPORTS = [
+    "/regions/{west}/territories.csv",
+    "/regions/{west}/partners.csv",
+    "/regions/{west}/sales.csv",
+    "/regions/{west}/claims.csv",
+    "/regions/{west}/sales.csv?territory={pacific}",
+    "/regions/{west}/claims.csv?partner={acme}",
+]
+
+
+@pytest.mark.parametrize("page", EXPORTS)
+@pytest.mark.parametrize(("period", "problem"), BAD_PERIODS)
+def test_an_export_with_a_bad_period_is_refused_with_what_to_fix(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    page: str,
+    period: str,
+    problem: str,
+) -> None:
+    auth.sign_in("west@x.test")
+    address = url(page, world)
+
+    response = client.get(address + ("&" if "?" in address else "?") + period)
+
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "attachment" not in response.headers.get("Content-Disposition", "")
+    assert problem in response.text
+    assert "; nothing was exported." in response.text
+
+
+def test_the_map_with_a_bad_period_is_refused(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("west@x.test")
+
+    response = client.get(url("/regions/{west}/shapes.geojson?", world) + FAR_FUTURE)
+
+    assert response.status_code == 400
+    assert "Choose dates from 1900 to 2200; the map was not drawn." in response.text
+
+
+FRAGMENTS = [
+    ("/regions/{west}/territories", {}, "territory-table"),
+    ("/regions/{west}/partners", {}, "partner-table"),
+    ("/regions/{west}/territories/{pacific}", {"HX-Target": "sales-lines"}, "sales"),
+    ("/regions/{west}/territories/{pacific}", {"HX-Target": "accounts"}, "accounts"),
+    ("/regions/{west}/partners/{acme}", {"HX-Target": "claim-lines"}, "claim-lines"),
+]
+
+
+@pytest.mark.parametrize(("page", "headers", "part"), FRAGMENTS)
+@pytest.mark.parametrize(("period", "problem"), BAD_PERIODS)
+def test_an_htmx_request_with_a_bad_period_changes_nothing_and_says_why(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    page: str,
+    headers: dict[str, str],
+    part: str,
+    period: str,
+    problem: str,
+) -> None:
+    auth.sign_in("west@x.test")
+
+    response = client.get(
+        url(page, world) + "?sort=revenue&" + period, headers={**HTMX, **headers}
+    )
+
+    assert response.status_code == 200
+    assert response.headers["HX-Reswap"] == "none"
+    assert '<div id="messages" class="messages"' in response.text
+    assert 'hx-swap-oob="true"' in response.text
+    assert problem in response.text
+    assert "; nothing on the page was changed." in response.text
+    assert f'id="{part}' not in response.text
+    assert "<table" not in response.text
+
+
+# Pages of lines and accounts ---------------------------------------------------------
+
+
+def pager_links(html: str, section: str) -> dict[str, dict[str, str]]:
+    """The pager links of a section, by rel, as their query arguments."""
+    part = html.split(f'id="{section}"', 1)[1]
+    part = part.split('class="pagination"', 1)[1].split("</nav>", 1)[0]
+    links = {}
+    for tag in re.findall(r"<a\b[^>]*>", part):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        if attributes.get("rel") not in ("next", "prev"):
+            continue
+        assert attributes["hx-get"] == attributes["href"]
+        query = parse_qs(urlsplit(unescape(attributes["href"])).query)
+        links[attributes["rel"]] = {name: values[0] for name, values in query.items()}
+    return links
+
+
+def test_every_pager_link_keeps_the_period_and_the_other_pages(
+    world: SimpleNamespace,
+    client: FlaskClient,
+    auth: AuthActions,
+    monkeypatch: pytest.MonkeyPatch,
+    clean_app: Flask,
+) -> None:
+    monkeypatch.setattr(views, "LINES_PER_PAGE", 1)
+    monkeypatch.setitem(clean_app.config, "ACCOUNTS_PER_PAGE", 1)
+    add_claim(
+        db.session.get(PartnerOrganisation, world.acme),
+        db.session.get(Territory, world.pacific),
+        date(2018, 9, 1),
+        "75",
+        "approved",
+    )
+    db.session.commit()
+    auth.sign_in("west@x.test")
+    period = {"from": "2018-07-01", "to": "2018-09-30"}
+
+    page = client.get(
+        url("/regions/{west}/territories/{pacific}?", world)
+        + Q3
+        + "&sales_page=2&page=2&claims_page=2"
+    ).text
+    partner_page = client.get(
+        url("/regions/{west}/partners/{acme}?", world) + Q3 + "&sales_page=3"
+    ).text
+
+    accounts = pager_links(page, "accounts")
+    sales = pager_links(page, "sales-lines")
+    claims = pager_links(page, "claim-lines")
+    assert accounts == {
+        "prev": {**period, "page": "1", "sales_page": "2", "claims_page": "2"}
+    }
+    assert sales == {
+        "prev": {**period, "sales_page": "1", "page": "2", "claims_page": "2"},
+        "next": {**period, "sales_page": "3", "page": "2", "claims_page": "2"},
+    }
+    assert claims == {
+        "prev": {**period, "claims_page": "1", "page": "2", "sales_page": "2"}
+    }
+    assert pager_links(partner_page, "sales-lines") == {
+        "prev": {**period, "sales_page": "2"},
+        "next": {**period, "sales_page": "4"},
+    }
+    assert "Page 3 of 4" in partner_page
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/regions/{west}/territories/{pacific}?sales_page=999",
+        "/regions/{west}/territories/{pacific}?claims_page=2",
+        "/regions/{west}/territories/{pacific}?page=2",
+        "/regions/{west}/partners/{acme}?sales_page=2",
+        "/regions/{west}/partners/{acme}?claims_page=999",
+    ],
+)
+def test_a_page_past_the_last_is_not_found(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions, page: str
+) -> None:
+    auth.sign_in("west@x.test")
+
+    response = client.get(url(page, world) + "&" + Q3)
+    fragment = client.get(
+        url(page, world) + "&" + Q3, headers={**HTMX, "HX-Target": "sales-lines"}
+    )
+
+    assert response.status_code == 404
+    assert fragment.status_code == 404
+
+
+# Attainment against the territories with a target ----------------------------------
+
+
+def test_the_overview_sets_the_target_against_the_territories_with_one(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    quiet = make_account("Mountain newcomer")
+    assign(quiet, db.session.get(Territory, world.mountain))
+    add_sale(quiet, date(2018, 8, 15), "12000")
+    add_sale(quiet, date(2018, 9, 1), "228")
+    db.session.commit()
+    auth.sign_in("west@x.test")
+    # Pacific: 1000 + 1001 + 2 x 200 in sales and a 50 claim, against 3,000.
+    pacific, target = Decimal(2451), Decimal(3000)
+
+    page = client.get(url("/regions/{west}?", world) + Q3).text
+    index = client.get("/regions/?" + Q3).text
+    listing = client.get(url("/regions/{west}/territories?", world) + Q3).text
+    rows = read_csv(
+        client.get(url("/regions/{west}/territories.csv?", world) + Q3).text
+    )
+
+    assert stat(page, "revenue") == "$14,679"
+    assert stat(page, "target") == "$3,000"
+    assert stat(page, "attainment") == f"{pacific / target:.0%}" == "82%"
+    assert stat(page, "variance") == "-$549"
+    note = (
+        "1 of 2 territories has no target for this period; its revenue of $12,228 "
+        "is not in attainment."
+    )
+    assert note in page
+    assert f"<li>West: {note}</li>" in index
+    assert note in listing
+    assert "82%" in index
+    by_name = {row["territory"]: row for row in rows}
+    assert by_name["Pacific"]["revenue_with_target"] == "2451.00"
+    assert by_name["Mountain"]["revenue_with_target"] == ""
+    assert by_name["Mountain"]["revenue"] == "12228.00"
+
+
+def test_every_territory_with_a_target_means_no_note(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    add_target(db.session.get(Territory, world.mountain), "900")
+    db.session.commit()
+    auth.sign_in("west@x.test")
+
+    page = client.get(url("/regions/{west}?", world) + Q3).text
+
+    assert 'id="without-target"' not in page
+    assert stat(page, "target") == "$3,900"
+
+
+# Tiers, quartiles, amounts and signs --------------------------------------------------
+
+
+def test_tiers_sort_by_their_place_in_the_ladder_and_name_their_program(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    loyalty = make_program("Loyalty", kind="incentive", kpi="sales_amount")
+    growth = make_program("Growth", kind="incentive", kpi="sales_amount")
+    bronze, silver, gold = (
+        add_tier(growth, name, threshold)
+        for name, threshold in (("Bronze", 100), ("Silver", 200), ("Gold", 300))
+    )
+    member = add_tier(loyalty, "Member", 10)
+    umbrella = make_org("Umbrella Partners")
+    make_territory(db.session.get(Region, world.west), "Desert", partner=umbrella)
+    for org, program, tier in [
+        (world.acme, growth, gold),
+        (world.acme, loyalty, member),
+        (world.initech, growth, bronze),
+        (umbrella.id, growth, silver),
+    ]:
+        db.session.add(
+            Standing(
+                program_id=program.id,
+                organisation_id=org,
+                kpi_value=Decimal(1),
+                tier_id=tier.id,
+            )
+        )
+    db.session.commit()
+    auth.sign_in("west@x.test")
+    base = url("/regions/{west}/partners?", world) + Q3
+
+    ascending = client.get(base + "&sort=tier&dir=asc", headers=HTMX).text
+    descending = client.get(base + "&sort=tier&dir=desc", headers=HTMX).text
+    region = client.get(url("/regions/{west}?", world) + Q3).text
+
+    initech = FORMULA_PARTNER.replace('"', "&#34;")
+    assert row_names(ascending, "partner-table") == [
+        initech,
+        "Umbrella Partners",
+        "Acme Resellers",
+    ]
+    assert row_names(descending, "partner-table") == [
+        "Acme Resellers",
+        "Umbrella Partners",
+        initech,
+    ]
+    assert "<td>Growth: Gold, Loyalty: Member</td>" in ascending
+    assert "<td>Silver</td>" in ascending
+    times = "\N{MULTIPLICATION SIGN}"
+    assert (
+        f"Growth: Bronze {times} 1, Silver {times} 1, Gold {times} 1; "
+        f"Loyalty: Member {times} 1"
+    ) in region
+
+
+def test_the_region_page_says_when_the_bottom_quartile_cannot_apply(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("west@x.test")
+
+    page = client.get(url("/regions/{west}?", world) + Q3).text
+    PerformanceSettings.current().use_bottom_quartile = False
+    db.session.commit()
+    without = client.get(url("/regions/{west}?", world) + Q3).text
+
+    assert (
+        "Flagging the bottom quartile does not apply in Q3 2018: it needs at least 4 "
+        "territories (or partners) with a target, and West has 1 territory and 1 "
+        "partner with one."
+    ) in page
+    assert 'id="quartile-note"' not in without
+
+
+def test_the_settings_say_the_bottom_quartile_needs_four_rows(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("admin@x.test")
+
+    page = client.get("/admin/performance/settings").text
+
+    assert "needs at least four territories (or partners) with a target" in page
+    assert "up to today when the period ends later" in page
+
+
+def test_days_without_a_sale_on_this_quarter_are_counted_to_today(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("west@x.test")
+    today = figures.today_utc()
+
+    page = client.get(url("/regions/{west}", world)).text
+
+    quiet = (today - date(2018, 9, 25)).days
+    assert (
+        f"No sale or approved claim for {quiet:,} days up to today, "
+        f"{today.day} {today:%b %Y} (the last on 25 Sep 2018)"
+    ) in page
+
+
+def test_sales_export_writes_amounts_as_stored_without_extra_zeros(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    customer = make_account("Small orders")
+    assign(customer, db.session.get(Territory, world.pacific))
+    add_sale(customer, date(2018, 8, 2), "3.024")
+    add_sale(customer, date(2018, 8, 3), "12.5")
+    db.session.commit()
+    auth.sign_in("west@x.test")
+
+    lines = read_csv(
+        client.get(
+            url("/regions/{west}/sales.csv?territory={pacific}&", world) + Q3
+        ).text
+    )
+
+    assert sorted(line["amount"] for line in lines) == [
+        "1000.00",
+        "1001.00",
+        "12.50",
+        "200.00",
+        "200.00",
+        "3.024",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "signed", "words"),
+    [
+        ("-0.004", True, "0%"),
+        ("-0.004", False, "0%"),
+        ("0.004", True, "0%"),
+        ("0.005", True, "+1%"),
+        ("-0.005", True, "-1%"),
+        ("-0.12", True, "-12%"),
+    ],
+)
+def test_a_share_that_rounds_to_nought_has_no_sign(
+    ratio: str, signed: bool, words: str
+) -> None:
+    assert views.share(Decimal(ratio), signed) == words

@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from portal.extensions import db
 from portal.performance import figures
 from portal.performance.models import PerformanceSettings, TargetMonth, TerritoryTarget
-from portal.performance.periods import Period, quarter_of
+from portal.performance.periods import (
+    Period,
+    PeriodRejected,
+    period_from_args,
+    quarter_of,
+    read_period,
+)
 from programs.models import Eligibility, ModuleCompletion, ProgramRule, Standing
 from rewards.models import Claim
 from territory_rules.models import Region, TerritoryOwnership
@@ -37,6 +43,7 @@ from tests.program_factories import (
     make_module,
     make_program,
 )
+from tests.statements import count_statements
 from tests.test_demo_programs import PLAN, partners
 from tests.test_demo_rewards import demo_lines
 
@@ -468,20 +475,7 @@ def test_settings_are_created_with_their_defaults(clean_app: Flask) -> None:
 
 @pytest.fixture
 def count_queries(clean_app: Flask) -> Iterator[Callable[[Callable[[], Any]], int]]:
-    def count(call: Callable[[], Any]) -> int:
-        statements: list[str] = []
-
-        def record(*args: Any) -> None:
-            statements.append(args[2])
-
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
-            call()
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
-        return len(statements)
-
-    yield count
+    yield count_statements
 
 
 def grow(region: Region, size: int) -> None:
@@ -529,3 +523,274 @@ def test_figures_take_the_same_number_of_queries_at_any_size(
 
     assert small_counts == large_counts
     assert len(figures.territory_rows([large], Q1_2018)) == 6
+
+
+# Periods: the one before, and the bounds of what a URL may ask for ---------------
+
+
+@pytest.mark.parametrize(
+    ("starts_on", "ends_on", "before"),
+    [
+        # Whole calendar months: the same number of months just before.
+        (date(2019, 2, 1), date(2019, 2, 28), (date(2019, 1, 1), date(2019, 1, 31))),
+        (
+            date(2018, 12, 1),
+            date(2018, 12, 31),
+            (date(2018, 11, 1), date(2018, 11, 30)),
+        ),
+        (date(2019, 3, 1), date(2019, 3, 31), (date(2019, 2, 1), date(2019, 2, 28))),
+        (date(2020, 3, 1), date(2020, 3, 31), (date(2020, 2, 1), date(2020, 2, 29))),
+        (date(2019, 1, 1), date(2019, 2, 28), (date(2018, 11, 1), date(2018, 12, 31))),
+        (
+            date(2018, 10, 1),
+            date(2018, 12, 31),
+            (date(2018, 7, 1), date(2018, 9, 30)),
+        ),
+        (date(2018, 1, 1), date(2018, 12, 31), (date(2017, 1, 1), date(2017, 12, 31))),
+        (date(2018, 8, 1), date(2018, 10, 31), (date(2018, 5, 1), date(2018, 7, 31))),
+        # Anything else: the same number of days just before.
+        (date(2019, 1, 4), date(2019, 1, 31), (date(2018, 12, 7), date(2019, 1, 3))),
+        (date(2019, 2, 2), date(2019, 2, 28), (date(2019, 1, 6), date(2019, 2, 1))),
+        (date(2018, 7, 15), date(2018, 7, 15), (date(2018, 7, 14), date(2018, 7, 14))),
+    ],
+)
+def test_the_period_before(
+    starts_on: date, ends_on: date, before: tuple[date, date]
+) -> None:
+    assert Period(starts_on, ends_on).previous() == Period(*before)
+
+
+def test_whole_months_counts_calendar_months() -> None:
+    assert Period(date(2019, 2, 1), date(2019, 2, 28)).whole_months == 1
+    assert Period(date(2018, 11, 1), date(2019, 2, 28)).whole_months == 4
+    assert Period(date(2019, 2, 1), date(2019, 2, 27)).whole_months is None
+    assert Period(date(2019, 2, 2), date(2019, 2, 28)).whole_months is None
+
+
+@pytest.mark.parametrize(
+    ("raw_from", "raw_to", "problem"),
+    [
+        ("2019-01-01", "8999-12-31", "Choose dates from 1900 to 2200"),
+        ("1899-12-31", "1900-03-31", "Choose dates from 1900 to 2200"),
+        ("2200-10-01", "2201-01-01", "Choose dates from 1900 to 2200"),
+        ("1900-01-01", "2000-01-01", "A period can be at most 100 years long"),
+        ("2018-31-01", "2018-12-31", "Dates must be written as YYYY-MM-DD"),
+        ("2018-09-30", "2018-07-01", "The end of the period comes before its start"),
+    ],
+)
+def test_periods_that_cannot_be_shown_say_what_to_fix(
+    raw_from: str, raw_to: str, problem: str
+) -> None:
+    today = date(2026, 5, 12)
+
+    with pytest.raises(PeriodRejected, match=problem):
+        read_period({"from": raw_from, "to": raw_to}, today)
+    period, error = period_from_args({"from": raw_from, "to": raw_to}, today)
+
+    assert period == Period(date(2026, 4, 1), date(2026, 6, 30))
+    assert error is not None
+    assert error.startswith(problem)
+    assert error.endswith("; showing Q2 2026 instead.")
+
+
+@pytest.mark.parametrize(
+    ("raw_from", "raw_to"),
+    [
+        ("1900-01-01", "1999-12-31"),
+        ("2101-01-01", "2200-12-31"),
+        ("1900-01-01", "1900-01-01"),
+        ("1900-02-01", "1999-12-31"),
+    ],
+)
+def test_every_period_derived_from_the_widest_ones_can_be_held(
+    raw_from: str, raw_to: str
+) -> None:
+    period = read_period({"from": raw_from, "to": raw_to}, date(2026, 5, 12))
+
+    # Up to eleven periods looked back for the flags, each with its year before.
+    for _ in range(11):
+        period = period.previous()
+        period.previous_year()
+    assert period.starts_on.year >= 800
+
+
+# Attainment against the territories that have a target ---------------------------
+
+AUGUST = Period(date(2018, 8, 1), date(2018, 8, 31))
+
+
+@pytest.fixture
+def three(clean_app: Flask) -> SimpleNamespace:
+    """A region of three territories; Cedar has no target in August 2018."""
+    region = make_region("Woods")
+    names = ("Ash", "Birch", "Cedar")
+    orgs = {name: make_org(f"{name} Partners") for name in names}
+    territories = {
+        name: make_territory(region, name, partner=orgs[name]) for name in names
+    }
+    accounts = {name: make_account(f"{name} customer") for name in names}
+    for name in names:
+        assign(accounts[name], territories[name])
+    return SimpleNamespace(
+        region=region, orgs=orgs, territories=territories, accounts=accounts
+    )
+
+
+SALES = {
+    "Ash": [(date(2018, 8, 3), "600"), (date(2018, 8, 20), "390")],
+    "Birch": [(date(2018, 8, 9), "1980")],
+    "Cedar": [(date(2018, 8, 14), "12000"), (date(2018, 8, 30), "228")],
+}
+TARGETS = {"Ash": "1000", "Birch": "2000"}
+
+
+def test_region_attainment_leaves_out_territories_without_a_target(
+    three: SimpleNamespace,
+) -> None:
+    for name, sales in SALES.items():
+        for day, amount in sales:
+            add_sale(three.accounts[name], day, amount)
+    for name, amount in TARGETS.items():
+        add_target(
+            three.territories[name], AUGUST.starts_on, AUGUST.ends_on, m2018_08=amount
+        )
+
+    result = figures.overview([three.region], AUGUST)
+
+    everything = sum(
+        (Decimal(a) for sales in SALES.values() for _, a in sales), Decimal(0)
+    )
+    targeted = sum((Decimal(a) for name in TARGETS for _, a in SALES[name]), Decimal(0))
+    target = sum((Decimal(a) for a in TARGETS.values()), Decimal(0))
+    assert result.totals.revenue == everything == Decimal("15198")
+    assert result.totals.target == target
+    assert result.totals.revenue_with_target == targeted == Decimal("2970")
+    assert result.totals.attainment == targeted / target == Decimal("0.99")
+    assert result.totals.variance == targeted - target == Decimal("-30")
+    assert result.territories_without_target == 1
+    assert result.totals.revenue_without_target == Decimal("12228")
+
+
+def test_partner_attainment_counts_its_revenue_in_its_targeted_territories(
+    clean_app: Flask,
+) -> None:
+    """Ash Partners owns Ash (target) and Cedar (none) and has a claim in Birch."""
+    region = make_region("Woods")
+    ash_partners = make_org("Ash Partners")
+    ash = make_territory(region, "Ash", partner=ash_partners)
+    cedar = make_territory(region, "Cedar", partner=ash_partners)
+    birch = make_territory(region, "Birch", partner=make_org("Birch Partners"))
+    for territory, amount in ((ash, "700"), (cedar, "5000"), (birch, "80")):
+        customer = make_account()
+        assign(customer, territory)
+        add_sale(customer, date(2018, 8, 3), amount)
+    add_claim(ash_partners, birch, date(2018, 8, 5), "300", "approved")
+    add_target(ash, AUGUST.starts_on, AUGUST.ends_on, m2018_08="1000")
+    add_target(birch, AUGUST.starts_on, AUGUST.ends_on, m2018_08="100")
+
+    rows = {row.name: row for row in figures.partner_rows([region], AUGUST)}
+    result = rows["Ash Partners"].figures
+
+    assert rows["Ash Partners"].territories == ["Ash", "Cedar"]
+    assert result.revenue == Decimal("700") + Decimal("5000") + Decimal("300")
+    assert result.target == Decimal("1000.00")
+    assert result.revenue_with_target == Decimal("700")
+    assert result.attainment == Decimal("0.7")
+    assert result.variance == Decimal("-300")
+    assert result.revenue_without_target == Decimal("5300")
+    assert rows["Birch Partners"].figures.attainment == Decimal("0.8")
+
+
+def test_months_set_their_target_against_the_territories_with_one(
+    three: SimpleNamespace,
+) -> None:
+    """Ash has a target in July and August, Birch in August only."""
+    add_target(
+        three.territories["Ash"],
+        date(2018, 7, 1),
+        date(2018, 8, 31),
+        m2018_07="500",
+        m2018_08="500",
+    )
+    add_target(
+        three.territories["Birch"], AUGUST.starts_on, AUGUST.ends_on, m2018_08="1000"
+    )
+    sales = [
+        ("Ash", date(2018, 7, 2), "400"),
+        ("Birch", date(2018, 7, 3), "900"),
+        ("Cedar", date(2018, 7, 4), "50"),
+        ("Ash", date(2018, 8, 2), "450"),
+        ("Birch", date(2018, 8, 3), "800"),
+        ("Cedar", date(2018, 8, 4), "7000"),
+    ]
+    for name, day, amount in sales:
+        add_sale(three.accounts[name], day, amount)
+
+    july, august = figures.monthly(
+        [three.region], Period(date(2018, 7, 1), AUGUST.ends_on)
+    )
+
+    assert (july.revenue, july.target, july.revenue_with_target) == (
+        Decimal("1350"),
+        Decimal("500.00"),
+        Decimal("400"),
+    )
+    assert july.attainment == Decimal("0.8")
+    assert (august.revenue, august.target, august.revenue_with_target) == (
+        Decimal("8250"),
+        Decimal("1500.00"),
+        Decimal("1250"),
+    )
+    assert cents(august.attainment) == Decimal("0.83")
+
+
+# Tiers in ladder order -----------------------------------------------------------
+
+
+def add_standing(org: Any, program: Any, tier: Any) -> None:
+    db.session.add(
+        Standing(
+            program_id=program.id,
+            organisation_id=org.id,
+            kpi_value=Decimal(1),
+            tier_id=tier.id if tier else None,
+        )
+    )
+
+
+def test_tiers_are_grouped_by_program_name_in_ladder_order(
+    three: SimpleNamespace,
+) -> None:
+    loyalty = make_program("Loyalty", kind="incentive", kpi="sales_amount")
+    growth = make_program("Growth", kind="incentive", kpi="sales_amount")
+    ladder = {
+        name: add_tier(growth, name, n * 100)
+        for n, name in enumerate(("Bronze", "Silver", "Gold"), start=1)
+    }
+    member = add_tier(loyalty, "Member", 10)
+    add_standing(three.orgs["Ash"], growth, ladder["Gold"])
+    add_standing(three.orgs["Ash"], loyalty, member)
+    add_standing(three.orgs["Birch"], growth, ladder["Silver"])
+    add_standing(three.orgs["Cedar"], growth, ladder["Bronze"])
+    add_standing(three.orgs["Cedar"], loyalty, None)
+    db.session.flush()
+
+    result, _, partners = figures.scope_figures([three.region], AUGUST)
+    rows = {row.name: row for row in partners}
+
+    assert result.tier_distribution == [
+        ("Growth", "Bronze", 1),
+        ("Growth", "Silver", 1),
+        ("Growth", "Gold", 1),
+        ("Loyalty", figures.NO_TIER, 1),
+        ("Loyalty", "Member", 1),
+    ]
+    assert result.tiers_by_program == [
+        ("Growth", [("Bronze", 1), ("Silver", 1), ("Gold", 1)]),
+        ("Loyalty", [(figures.NO_TIER, 1), ("Member", 1)]),
+    ]
+    assert rows["Ash Partners"].tier == "Growth: Gold, Loyalty: Member"
+    assert rows["Birch Partners"].tier == "Silver"
+    assert rows["Ash Partners"].tier_rank == (2, 0)
+    assert rows["Birch Partners"].tier_rank == (1,)
+    assert rows["Cedar Partners"].tier_rank == (0, -1)

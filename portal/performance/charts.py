@@ -14,7 +14,7 @@ import itertools
 import logging
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -33,6 +33,8 @@ GRID_COLOUR = "#e1e6ec"
 INK = "#1c2430"
 LABEL_SIZE = 12
 MAX_LABEL_CHARS = 24
+# More month labels than this would crowd the axis, whatever the span.
+MAX_TICKS = 12
 
 
 class MonthLike(Protocol):
@@ -46,6 +48,12 @@ class MonthLike(Protocol):
 
     @property
     def target(self) -> Decimal | None: ...
+
+    @property
+    def revenue_against_target(self) -> Decimal: ...
+
+    @property
+    def attainment(self) -> Decimal | None: ...
 
 
 @dataclass(frozen=True)
@@ -67,10 +75,15 @@ class Chart:
     caption: str
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
+    numeric_columns: frozenset[str] = frozenset()
 
     @property
     def is_empty(self) -> bool:
         return not self.rows
+
+    def is_numeric(self, index: int) -> bool:
+        """Whether the table's column at ``index`` holds numbers (set to the right)."""
+        return self.columns[index] in self.numeric_columns
 
 
 # --- Numbers in words --------------------------------------------------------------
@@ -240,18 +253,16 @@ def revenue_chart(points: Sequence[MonthLike], currency: str = "$") -> Chart:
         caption=f"{title}: the numbers of the chart.",
         columns=columns,
         rows=rows,
+        numeric_columns=frozenset(columns[1:]),
     )
 
 
 def _month_row(point: MonthLike, currency: str) -> list[str]:
-    attainment = None
-    if point.target:
-        attainment = point.revenue / point.target
     return [
         month_name(point.month),
         money(point.revenue, currency),
         money(point.target, currency),
-        percent(attainment),
+        percent(point.attainment),
     ]
 
 
@@ -267,7 +278,9 @@ def _revenue_description(points: Sequence[MonthLike], currency: str) -> str:
     )
     with_target = [p for p in points if p.target is not None]
     if with_target:
-        reached = sum(1 for p in with_target if p.revenue >= (p.target or 0))
+        reached = sum(
+            1 for p in with_target if p.revenue_against_target >= (p.target or 0)
+        )
         sentence += (
             f" Revenue reached the target in {reached} of {len(with_target)} "
             f"months with a target."
@@ -298,7 +311,7 @@ def _month_bars(
     width = frame.slot * 0.6
     for index, point in enumerate(points):
         top = frame.y(point.revenue)
-        below = point.target is not None and point.revenue < point.target
+        below = point.target is not None and point.revenue_against_target < point.target
         tip = f"{month_name(point.month)}: revenue {money(point.revenue, currency)}"
         if point.target is not None:
             tip += f", target {money(point.target, currency)}"
@@ -342,22 +355,78 @@ def _target_path(commands: list[str]) -> list[Markup]:
     ]
 
 
+@dataclass(frozen=True)
+class Tick:
+    """A labelled month of the time axis: its place among the months and its words.
+
+    ``year`` is a second line under ``label``, given where the year would
+    otherwise be unclear: at the first tick and wherever the year changes.
+    """
+
+    index: int
+    label: str
+    year: str | None = None
+
+
+def _tick_steps() -> Iterator[int]:
+    """Months between ticks, from every month to every 1, 2, 5, 10, 20… years."""
+    yield from (1, 3, 6)
+    for power in itertools.count():
+        for factor in (1, 2, 5):
+            yield 12 * factor * 10**power
+
+
+def _month_number(month: date) -> int:
+    return month.year * 12 + month.month - 1
+
+
+def _tick_indexes(months: Sequence[date]) -> tuple[int, list[int]]:
+    """The smallest step giving at most :data:`MAX_TICKS` ticks, and their places."""
+    numbers = [_month_number(month) for month in months]
+    steps = _tick_steps()
+    while True:
+        step = next(steps)
+        chosen = [index for index, number in enumerate(numbers) if number % step == 0]
+        if len(chosen) <= MAX_TICKS:
+            return step, chosen
+
+
+def month_ticks(months: Sequence[date]) -> list[Tick]:
+    """At most :data:`MAX_TICKS` ticks on calendar boundaries suited to the span.
+
+    A span of a year shows every month; longer ones show quarters, half-years,
+    or years (every 1, 2, 5, 10… of them), each tick on a month that starts such
+    a step, so the labels stay evenly spaced and read as the calendar does.
+    """
+    step, chosen = _tick_indexes(months)
+    if step >= 12:
+        return [Tick(index, f"{months[index]:%Y}") for index in chosen]
+
+    ticks = []
+    shown_year = None
+    for index in chosen:
+        month = months[index]
+        year = None if month.year == shown_year else str(month.year)
+        ticks.append(Tick(index, f"{month:%b}", year))
+        shown_year = month.year
+    return ticks
+
+
 def _month_labels(points: Sequence[MonthLike], frame: _Frame) -> list[Markup]:
     parts: list[Markup] = []
     baseline = frame.y(Decimal(0))
-    every = max(1, math.ceil(len(points) / 12))
-    for index, point in enumerate(points):
-        if index % every:
-            continue
-        centre = frame.x(index) + frame.slot / 2
-        parts.append(_text(centre, baseline + 16, f"{point.month:%b}", "middle"))
-        if index == 0 or point.month.month == 1:
-            parts.append(_text(centre, baseline + 31, f"{point.month:%Y}", "middle"))
+    for tick in month_ticks([point.month for point in points]):
+        centre = frame.x(tick.index) + frame.slot / 2
+        parts.append(_line(centre, baseline, centre, baseline + 4, AXIS_COLOUR))
+        parts.append(_text(centre, baseline + 16, tick.label, "middle"))
+        if tick.year is not None:
+            parts.append(_text(centre, baseline + 31, tick.year, "middle"))
     return parts
 
 
 def _legend() -> list[Markup]:
-    x = WIDTH - _RIGHT - 250
+    # At the left, where a narrow screen that scrolls the chart still shows it.
+    x = _LEFT
     return [
         _rect(x, 8, 12, 12, BAR_COLOUR, None),
         _text(x + 17, 18, "Revenue"),
@@ -434,6 +503,7 @@ def tier_chart(distribution: Sequence[tuple[str, str, int]]) -> Chart:
         caption=f"{title}: partners in each tier of each incentive program.",
         columns=["Program", "Tier", "Partners"],
         rows=rows,
+        numeric_columns=frozenset({"Partners"}),
     )
 
 
@@ -486,6 +556,7 @@ def partners_chart(
         caption=f"{title}: rank, partner and revenue.",
         columns=["Rank", "Partner", "Revenue"],
         rows=rows,
+        numeric_columns=frozenset({"Rank", "Revenue"}),
     )
 
 

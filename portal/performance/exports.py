@@ -19,11 +19,14 @@ MAX_LINES = 100_000
 CENT = Decimal("0.01")
 RATIO = Decimal("0.0001")
 
+# Attainment and variance set the target against ``revenue_with_target``: the
+# revenue of the territories that have a target in the period.
 FIGURE_COLUMNS = [
     "revenue",
     "revenue_last_year",
     "growth",
     "target",
+    "revenue_with_target",
     "attainment",
     "variance",
 ]
@@ -37,12 +40,19 @@ def _ratio(value: Decimal | None) -> Decimal | None:
     return None if value is None else value.quantize(RATIO, ROUND_HALF_UP)
 
 
+def _amount(value: Decimal) -> Decimal:
+    """An amount as stored, without zeros past the cents: 3.024, 12.50."""
+    cents = value.quantize(CENT, ROUND_HALF_UP)
+    return cents if cents == value else value.normalize()
+
+
 def _figures(result: figures.Figures) -> list[Any]:
     return [
         _cents(result.revenue),
         _cents(result.previous_revenue),
         _ratio(result.growth),
         _cents(result.target),
+        _cents(result.revenue_against_target) if result.target is not None else None,
         _ratio(result.attainment),
         _cents(result.variance),
     ]
@@ -122,7 +132,7 @@ def sales_csv(lines: Iterable[figures.SaleLine]) -> Iterator[str]:
                 line.account_name,
                 line.order_ref,
                 line.category,
-                line.amount,
+                _amount(line.amount),
                 line.territory_name,
                 line.partner_name,
             ]
@@ -149,7 +159,7 @@ def claims_csv(lines: Iterable[figures.ClaimLine]) -> Iterator[str]:
                 line.customer_name,
                 line.invoice_number,
                 line.category,
-                line.amount,
+                _amount(line.amount),
                 line.territory_name,
                 line.partner_name,
             ]

@@ -6,13 +6,14 @@ queries whatever the number of territories, partners, accounts or sales.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Date,
@@ -64,11 +65,18 @@ CENT = Decimal("0.01")
 
 @dataclass
 class Figures:
-    """What was achieved in a period against last year and against the target."""
+    """What was achieved in a period against last year and against the target.
+
+    The target only covers the territories that have one in the period, so
+    attainment and variance set it against the revenue of those territories
+    (``revenue_with_target``; all of the revenue when that is not given), while
+    ``revenue`` stays the whole revenue.
+    """
 
     revenue: Decimal = Decimal(0)
     previous_revenue: Decimal = Decimal(0)
     target: Decimal | None = None
+    revenue_with_target: Decimal | None = None
 
     @property
     def growth(self) -> Decimal | None:
@@ -78,18 +86,31 @@ class Figures:
         return (self.revenue - self.previous_revenue) / self.previous_revenue
 
     @property
+    def revenue_against_target(self) -> Decimal:
+        """The revenue that attainment and variance set against the target."""
+        if self.revenue_with_target is None:
+            return self.revenue
+        return self.revenue_with_target
+
+    @property
+    def revenue_without_target(self) -> Decimal:
+        """The revenue that attainment leaves out, earned where no target is set."""
+        return self.revenue - self.revenue_against_target
+
+    @property
     def attainment(self) -> Decimal | None:
-        """Revenue as a share of the target; none without a (non-zero) target."""
+        """Revenue with a target as a share of the target; none without a
+        (non-zero) target."""
         if not self.target:
             return None
-        return self.revenue / self.target
+        return self.revenue_against_target / self.target
 
     @property
     def variance(self) -> Decimal | None:
-        """Revenue minus target: positive when ahead, negative when behind."""
+        """Revenue with a target minus the target: positive when ahead."""
         if self.target is None:
             return None
-        return self.revenue - self.target
+        return self.revenue_against_target - self.target
 
 
 @dataclass
@@ -119,6 +140,15 @@ class TrainingCount:
         return Decimal(self.completed) / Decimal(self.required)
 
 
+class ProgramTier(NamedTuple):
+    """A partner's tier in one incentive program; ``position`` is the tier's
+    place in the program's ladder (0 the lowest), none before any tier."""
+
+    program: str
+    tier: str
+    position: int | None
+
+
 @dataclass
 class PartnerRow:
     id: int
@@ -131,18 +161,53 @@ class PartnerRow:
     tier: str | None = None
     last_activity: date | None = None
     flags: list[Any] = field(default_factory=list)
-    # Its (program, tier) pairs, whether it owns a territory of the scope now,
+    # Its tiers by program name, whether it owns a territory of the scope now,
     # and its required and completed modules.
-    program_tiers: list[tuple[str, str]] = field(default_factory=list)
+    program_tiers: list[ProgramTier] = field(default_factory=list)
     owns_territory: bool = True
     training: TrainingCount | None = None
+
+    @property
+    def tier_rank(self) -> tuple[int, ...] | None:
+        """Its places in the ladders, by program name, for sorting by tier;
+        no tier yet comes below the lowest tier."""
+        if not self.program_tiers:
+            return None
+        return tuple(
+            -1 if tier.position is None else tier.position
+            for tier in self.program_tiers
+        )
+
+
+def tier_words(program_tiers: Sequence[ProgramTier]) -> str | None:
+    """``Gold``, or ``Growth: Gold, Loyalty: Silver`` with tiers in several programs."""
+    if len(program_tiers) == 1:
+        return program_tiers[0].tier
+    return ", ".join(f"{t.program}: {t.tier}" for t in program_tiers) or None
 
 
 @dataclass
 class MonthPoint:
+    """A month's revenue and target; the target is set against the revenue of
+    the territories with a target in the month (``revenue_with_target``; all of
+    the revenue when that is not given)."""
+
     month: date
     revenue: Decimal
     target: Decimal | None
+    revenue_with_target: Decimal | None = None
+
+    @property
+    def revenue_against_target(self) -> Decimal:
+        if self.revenue_with_target is None:
+            return self.revenue
+        return self.revenue_with_target
+
+    @property
+    def attainment(self) -> Decimal | None:
+        if not self.target:
+            return None
+        return self.revenue_against_target / self.target
 
 
 @dataclass
@@ -158,6 +223,17 @@ class Overview:
     gini: Decimal | None = None
     flags: list[Any] = field(default_factory=list)
     last_activity: date | None = None
+    territories_without_target: int = 0
+
+    @property
+    def tiers_by_program(self) -> list[tuple[str, list[tuple[str, int]]]]:
+        """The tier distribution grouped by program: (program, [(tier, count)])."""
+        return [
+            (program, [(tier, count) for _, tier, count in rows])
+            for program, rows in itertools.groupby(
+                self.tier_distribution, key=lambda row: row[0]
+            )
+        ]
 
 
 @dataclass
@@ -448,10 +524,13 @@ def _territory_rows(data: _Data) -> list[TerritoryRow]:
     rows = []
     for territory in data.territories:
         own = by_territory.get(territory.id, [])
+        earned = sum((r.revenue for r in own), Decimal(0))
+        target = data.targets.get(territory.id)
         figures = Figures(
-            revenue=sum((r.revenue for r in own), Decimal(0)),
+            revenue=earned,
             previous_revenue=sum((r.previous_revenue for r in own), Decimal(0)),
-            target=data.targets.get(territory.id),
+            target=target,
+            revenue_with_target=earned if target is not None else Decimal(0),
         )
         rows.append(
             TerritoryRow(
@@ -532,21 +611,24 @@ def _training(ids: list[int]) -> dict[int, TrainingCount]:
     }
 
 
-def _tiers(ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """Each partner's (program, tier) in the active incentive programs it stands in."""
+def _tiers(ids: list[int]) -> dict[int, list[ProgramTier]]:
+    """Each partner's tier in the active incentive programs it stands in, by
+    program name."""
     query = (
-        select(Standing.organisation_id, Program.name, Tier.name)
+        select(Standing.organisation_id, Program.name, Tier.name, Tier.position)
         .join(Program, Program.id == Standing.program_id)
         .outerjoin(Tier, Tier.id == Standing.tier_id)
         .where(
             Standing.organisation_id.in_(ids),
             Program.status == ProgramStatus.ACTIVE.value,
         )
-        .order_by(Program.name)
+        .order_by(Program.id)
     )
-    tiers: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for org, program, tier in db.session.execute(query):
-        tiers[org].append((program, tier or NO_TIER))
+    tiers: dict[int, list[ProgramTier]] = defaultdict(list)
+    for org, program, tier, position in db.session.execute(query):
+        tiers[org].append(ProgramTier(program, tier or NO_TIER, position))
+    for standings in tiers.values():
+        standings.sort(key=lambda standing: standing.program.casefold())
     return tiers
 
 
@@ -567,24 +649,19 @@ def _partner_rows(data: _Data) -> list[PartnerRow]:
     rows = []
     for partner_id in ids:
         mine, own = owned.get(partner_id, []), credited.get(partner_id, [])
-        figures = Figures(
-            revenue=sum((r.revenue for r in own), Decimal(0)),
-            previous_revenue=sum((r.previous_revenue for r in own), Decimal(0)),
-            target=_sum_targets(data.targets.get(t.id) for t in mine),
-        )
         program_tiers = tiers.get(partner_id, [])
         rows.append(
             PartnerRow(
                 id=partner_id,
                 name=names.get(partner_id, ""),
                 territories=[t.name for t in mine],
-                figures=figures,
+                figures=_partner_figures(mine, own, data.targets),
                 accounts=sum(data.accounts.get(t.id, 0) for t in mine),
                 potential=sum(
                     (data.potential.get(t.id, Decimal(0)) for t in mine), Decimal(0)
                 ),
                 training_completion=_share(training.get(partner_id)),
-                tier=", ".join(tier for _, tier in program_tiers) or None,
+                tier=tier_words(program_tiers),
                 last_activity=_latest(r.last_activity for r in own),
                 program_tiers=program_tiers,
                 owns_territory=bool(mine),
@@ -593,6 +670,22 @@ def _partner_rows(data: _Data) -> list[PartnerRow]:
         )
     rows.sort(key=lambda row: row.name.casefold())
     return rows
+
+
+def _partner_figures(
+    mine: list[_Territory], own: list[_Revenue], targets: dict[int, Decimal]
+) -> Figures:
+    """A partner's revenue, and its target: that of the territories it owns now,
+    set against its revenue in those of them that have a target."""
+    targeted = {t.id for t in mine if t.id in targets}
+    return Figures(
+        revenue=sum((r.revenue for r in own), Decimal(0)),
+        previous_revenue=sum((r.previous_revenue for r in own), Decimal(0)),
+        target=_sum_targets(targets.get(t.id) for t in mine),
+        revenue_with_target=sum(
+            (r.revenue for r in own if r.territory_id in targeted), Decimal(0)
+        ),
+    )
 
 
 def _share(training: TrainingCount | None) -> Decimal | None:
@@ -623,11 +716,22 @@ def gini(values: Sequence[Decimal]) -> Decimal | None:
 
 
 def _tier_distribution(partners: Sequence[PartnerRow]) -> list[tuple[str, str, int]]:
-    counts: dict[tuple[str, str], int] = defaultdict(int)
+    """Partners per (program, tier): programs by name, tiers in ladder order
+    (no tier yet first, below the lowest)."""
+    counts: dict[ProgramTier, int] = defaultdict(int)
     for partner in partners:
-        for program, tier in partner.program_tiers:
-            counts[(program, tier)] += 1
-    return [(program, tier, count) for (program, tier), count in counts.items()]
+        for standing in partner.program_tiers:
+            counts[standing] += 1
+    ordered = sorted(
+        counts,
+        key=lambda t: (
+            t.program.casefold(),
+            t.program,
+            -1 if t.position is None else t.position,
+            t.tier,
+        ),
+    )
+    return [(t.program, t.tier, counts[t]) for t in ordered]
 
 
 def _overall_training(partners: Sequence[PartnerRow]) -> Decimal | None:
@@ -640,13 +744,19 @@ def _overall_training(partners: Sequence[PartnerRow]) -> Decimal | None:
 def build_overview(
     period: Period, territories: list[TerritoryRow], partners: list[PartnerRow]
 ) -> Overview:
-    """The scope's totals from its rows (no query of its own)."""
+    """The scope's totals from its rows (no query of its own).
+
+    Attainment and variance set the target against the revenue of the
+    territories that have one; the others are counted apart.
+    """
+    targeted = [t for t in territories if t.figures.target is not None]
     totals = Figures(
         revenue=sum((t.figures.revenue for t in territories), Decimal(0)),
         previous_revenue=sum(
             (t.figures.previous_revenue for t in territories), Decimal(0)
         ),
         target=_sum_targets(t.figures.target for t in territories),
+        revenue_with_target=sum((t.figures.revenue for t in targeted), Decimal(0)),
     )
     owners = [p for p in partners if p.owns_territory]
     return Overview(
@@ -660,6 +770,7 @@ def build_overview(
         tier_distribution=_tier_distribution(owners),
         gini=gini([p.potential for p in owners]),
         last_activity=_latest(t.last_activity for t in territories),
+        territories_without_target=len(territories) - len(targeted),
     )
 
 
@@ -703,18 +814,26 @@ def _monthly_revenue(
     period: Period,
     territory_id: int | None,
     partner_id: int | None,
-) -> dict[str, Decimal]:
+) -> dict[str, dict[int, Decimal]]:
+    """Revenue per month (as text, ``2018-07``), then per territory."""
     events = revenue_events()
     month = _month_of(events.c.day)
     query = (
-        select(month, type_coerce(func.sum(events.c.amount), Numeric(18, 4)))
+        select(
+            month,
+            events.c.territory_id,
+            type_coerce(func.sum(events.c.amount), Numeric(18, 4)),
+        )
         .where(
             *_event_filters(events, regions, territory_id, partner_id),
             events.c.day.between(_day(period.starts_on), _day(period.ends_on)),
         )
-        .group_by(month)
+        .group_by(month, events.c.territory_id)
     )
-    return {key: amount for key, amount in db.session.execute(query)}
+    revenue: dict[str, dict[int, Decimal]] = defaultdict(dict)
+    for key, tid, amount in db.session.execute(query):
+        revenue[key][tid] = amount
+    return revenue
 
 
 def _monthly_targets(
@@ -722,13 +841,14 @@ def _monthly_targets(
     period: Period,
     territory_id: int | None,
     partner_id: int | None,
-) -> dict[date, Decimal]:
+) -> dict[date, dict[int, Decimal]]:
+    """Target per month, then per territory, unrounded."""
     contribution, conditions = _target_contribution(period)
     query = (
-        select(TargetMonth.month, func.sum(contribution))
+        select(TargetMonth.month, TerritoryTarget.territory_id, func.sum(contribution))
         .join(TerritoryTarget, TerritoryTarget.id == TargetMonth.target_id)
         .where(TerritoryTarget.territory_id.in_(_scope_ids(regions)), *conditions)
-        .group_by(TargetMonth.month)
+        .group_by(TargetMonth.month, TerritoryTarget.territory_id)
     )
     if territory_id is not None:
         query = query.where(TerritoryTarget.territory_id == territory_id)
@@ -736,7 +856,24 @@ def _monthly_targets(
         query = query.where(
             TerritoryTarget.territory_id.in_(_owned_now(regions, partner_id))
         )
-    return {month: _cents(amount) for month, amount in db.session.execute(query)}
+    targets: dict[date, dict[int, Decimal]] = defaultdict(dict)
+    for month, tid, amount in db.session.execute(query):
+        targets[month][tid] = Decimal(str(amount))
+    return targets
+
+
+def _month_point(
+    month: date, revenue: dict[int, Decimal], targets: dict[int, Decimal]
+) -> MonthPoint:
+    """A month from its revenue and targets per territory."""
+    return MonthPoint(
+        month=month,
+        revenue=sum(revenue.values(), Decimal(0)),
+        target=_cents(sum(targets.values(), Decimal(0))) if targets else None,
+        revenue_with_target=sum(
+            (amount for tid, amount in revenue.items() if tid in targets), Decimal(0)
+        ),
+    )
 
 
 def monthly(
@@ -748,15 +885,14 @@ def monthly(
     """Revenue and target of every month the period touches (only the days of
     the month inside the period count), for the scope, a territory or a partner.
 
-    A partner's target is that of the territories it owns now.
+    A partner's target is that of the territories it owns now. Each month's
+    target is set against the revenue of the territories with a target in it.
     """
     revenue = _monthly_revenue(regions, period, territory_id, partner_id)
     targets = _monthly_targets(regions, period, territory_id, partner_id)
     return [
-        MonthPoint(
-            month=month,
-            revenue=revenue.get(month.strftime("%Y-%m"), Decimal(0)),
-            target=targets.get(month),
+        _month_point(
+            month, revenue.get(month.strftime("%Y-%m"), {}), targets.get(month, {})
         )
         for month in period.months()
     ]

@@ -3,11 +3,13 @@
 Three kinds, each with its reason as a sentence holding the numbers:
 
 - ``underperforming``: in each of the last N consecutive periods of the chosen
-  period's length (ending with it), attainment below a share of target, or (when
-  enabled) in the region's bottom quartile of attainment;
+  period's length (ending with it; calendar months for a period of whole
+  months), attainment below a share of target, or (when enabled) in the
+  region's bottom quartile of attainment, which needs at least four rows with a
+  target to say anything;
 - ``stalled``: no sale or approved claim for a number of days up to the period's
-  end (or today, if earlier), or revenue down by more than a share against the
-  period just before;
+  end (or today, when the period ends later), or revenue down by more than a share
+  against the period just before;
 - ``imbalanced``: a partner's accounts or revenue potential above the region's
   median per partner times a factor, or below the median divided by it (the
   region's Gini coefficient of potential is :func:`figures.gini`).
@@ -20,7 +22,6 @@ flags to the rows.
 
 from __future__ import annotations
 
-import calendar
 import functools
 import logging
 import statistics
@@ -110,7 +111,9 @@ class Attention:
 
 
 def percent(ratio: Decimal) -> str:
-    return f"{ratio * 100:.0f}%"
+    """A whole percentage; a ratio that rounds to nought has no sign."""
+    text = f"{ratio * 100:.0f}"
+    return ("0" if text == "-0" else text) + "%"
 
 
 def money(amount: Decimal, currency: str = "$") -> str:
@@ -130,18 +133,20 @@ def and_list(items: Sequence[str]) -> str:
 
 
 def period_noun(period: Period, count: int) -> str:
-    """``quarters``, ``months``, or ``periods of 45 days``, as ``count`` needs."""
+    """``quarters``, ``months``, ``years``, ``periods of 2 months`` or ``periods
+    of 45 days``, as ``count`` needs."""
     plural = count != 1
+    months = period.whole_months
     if period.is_quarter:
         return "quarters" if plural else "quarter"
-    if period.starts_on.day == 1 and period.ends_on == _month_end(period.starts_on):
+    if months == 1:
         return "months" if plural else "month"
+    if months == 12 and period.starts_on.month == 1:
+        return "years" if plural else "year"
+    if months is not None:
+        return f"periods of {months} months" if plural else f"period of {months} months"
     days = period.days
     return f"periods of {days} days" if plural else f"period of {days} days"
-
-
-def _month_end(day: date) -> date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 # --- Underperformance ---------------------------------------------------------------
@@ -221,14 +226,18 @@ def days_label(days: int) -> str:
 
 
 def stalled_activity(
-    last_activity: date | None, as_of: date, stalled_days: int
+    last_activity: date | None,
+    as_of: date,
+    stalled_days: int,
+    today: date | None = None,
 ) -> Flag | None:
     """The flag when no sale or claim came in the ``stalled_days`` up to ``as_of``.
 
     A last sale ``stalled_days`` days before ``as_of`` leaves that many days
-    without one, so it is flagged; a day later is not.
+    without one, so it is flagged; a day later is not. When ``as_of`` is
+    ``today`` the reason says so.
     """
-    when = _day(as_of)
+    when = f"today, {_day(as_of)}" if as_of == today else _day(as_of)
     if last_activity is None:
         return Flag(STALLED, f"No sale or approved claim on record up to {when}.")
     if last_activity > as_of:
@@ -359,19 +368,28 @@ def flag_rows(
     history += [_rows_of(regions, earlier) for earlier in _earlier(period, thresholds)]
     history.reverse()  # oldest first
 
-    as_of = min(period.ends_on, today)
     noun = period_noun(period, thresholds.underperform_periods)
+    when = _Measured(as_of=min(period.ends_on, today), today=today)
     for territory in territories:
         territory.flags = _row_flags(
-            territory, "territories", history, thresholds, noun, as_of, currency
+            territory, "territories", history, thresholds, noun, when, currency
         )
     for partner in partners:
         partner.flags = _row_flags(
-            partner, "partners", history, thresholds, noun, as_of, currency
+            partner, "partners", history, thresholds, noun, when, currency
         )
     _attach_imbalance(partners, thresholds, currency)
 
     return _attention(territories, partners)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """The day days without a sale are counted up to: the period's end, or
+    today when the period ends later."""
+
+    as_of: date
+    today: date
 
 
 def _by_id(rows: Sequence[Any]) -> dict[int, Any]:
@@ -399,13 +417,15 @@ def _row_flags(
     history: list[_Rows],
     thresholds: Thresholds,
     noun: str,
-    as_of: date,
+    when: _Measured,
     currency: str,
 ) -> list[Flag]:
     standings = _standings(row.id, kind, history)
     found = [
         underperformance(standings, thresholds, noun),
-        stalled_activity(row.last_activity, as_of, thresholds.stalled_days),
+        stalled_activity(
+            row.last_activity, when.as_of, thresholds.stalled_days, when.today
+        ),
         _drop_of(row, kind, history, thresholds, currency),
     ]
     return [flag for flag in found if flag is not None]
@@ -476,3 +496,46 @@ def _attention(
         for flag in row.flags
     ]
     return listed
+
+
+# --- When the bottom quartile cannot apply ------------------------------------------
+
+
+def quartile_note(
+    region: str,
+    period: Period,
+    territories: Sequence[figures.TerritoryRow],
+    partners: Sequence[figures.PartnerRow],
+) -> str | None:
+    """Why flagging the bottom quartile flags nothing in the period, when it is
+    on and too few territories or partners have a target to make a quartile."""
+    if not Thresholds.of(PerformanceSettings.current()).use_bottom_quartile:
+        return None
+    counts = {
+        "territories": _with_target(territories),
+        "partners": _with_target(partners),
+    }
+    short = {kind: n for kind, n in counts.items() if n < MIN_ROWS_FOR_QUARTILE}
+    needs = f"it needs at least {MIN_ROWS_FOR_QUARTILE}"
+    if len(short) == 2:
+        return (
+            f"Flagging the bottom quartile does not apply in {period.label}: {needs} "
+            f"territories (or partners) with a target, and {region} has "
+            f"{_count(counts['territories'], 'territory', 'territories')} and "
+            f"{_count(counts['partners'], 'partner', 'partners')} with one."
+        )
+    if len(short) == 1:
+        [(kind, count)] = short.items()
+        return (
+            f"Flagging the bottom quartile does not apply to {kind} in "
+            f"{period.label}: {needs} {kind} with a target, and {region} has {count}."
+        )
+    return None
+
+
+def _with_target(rows: Sequence[Any]) -> int:
+    return sum(1 for row in rows if row.figures.attainment is not None)
+
+
+def _count(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"

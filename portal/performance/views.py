@@ -24,14 +24,21 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from portal.auth import roles_required
 from portal.models import Role
 from portal.performance import charts, exports, figures
-from portal.performance.flags import Attention, flag_rows
+from portal.performance.flags import Attention, flag_rows, quartile_note
 from portal.performance.leaderboard import ranked
-from portal.performance.periods import Period, period_from_args, quarter_of
+from portal.performance.periods import (
+    Period,
+    PeriodRejected,
+    period_from_args,
+    quarter_of,
+    read_period,
+)
 from territory_rules import queries
 from territory_rules.models import Region, Territory
 from territory_rules.views import (
@@ -56,7 +63,40 @@ NOT_KNOWN = "\u2013"
 
 
 def _period() -> tuple[Period, str | None]:
+    """The period asked for; a bad one gives this quarter and what to fix.
+
+    An htmx request for part of a page with a bad period is refused instead, with
+    the message shown in the page's messages: the part would otherwise show
+    another period than the rest of the page.
+    """
+    if wants_fragment():
+        return _period_or_refusal(), None
     return period_from_args(request.args, figures.today_utc())
+
+
+def _period_or_refusal() -> Period:
+    try:
+        return read_period(request.args, figures.today_utc())
+    except PeriodRejected as rejected:
+        abort(_refused_fragment(f"{rejected}; nothing on the page was changed."))
+
+
+def _refused_fragment(message: str) -> Response:
+    """An htmx answer that swaps nothing and shows ``message`` as an error."""
+    body = Markup(
+        '<div id="messages" class="messages" aria-live="polite" hx-swap-oob="true">'
+        '<p class="message message-error" role="alert">{}</p></div>'
+    ).format(message)
+    return Response(body, headers={"HX-Reswap": "none"})
+
+
+def _export_period(refused: str = "nothing was exported") -> Period:
+    """The period of an export; a bad one is a 400 saying what to fix, never
+    an export of another period."""
+    try:
+        return read_period(request.args, figures.today_utc())
+    except PeriodRejected as rejected:
+        abort(400, f"{rejected}; {refused}.")
 
 
 def _region_or_404(region_id: int) -> Region:
@@ -84,6 +124,7 @@ class Scope:
     territories: list[figures.TerritoryRow]
     partners: list[figures.PartnerRow]
     attention: list[Attention]
+    quartile_note: str | None = None
 
 
 def _currency() -> str:
@@ -95,7 +136,8 @@ def _scope(region: Region, period: Period) -> Scope:
     today = figures.today_utc()
     attention = flag_rows([region], period, territories, partners, today, _currency())
     overview.flags = attention
-    return Scope(region, period, overview, territories, partners, attention)
+    note = quartile_note(region.name, period, territories, partners)
+    return Scope(region, period, overview, territories, partners, attention, note)
 
 
 @bp.app_template_filter("money")
@@ -121,8 +163,27 @@ def share(ratio: Decimal | None, signed: bool = False) -> str:
     if ratio is None:
         return NOT_KNOWN
     value = (ratio * 100).quantize(Decimal(1), ROUND_HALF_UP)
+    if value == 0:
+        return "0%"
     sign = "+" if signed and value > 0 else ""
     return f"{sign}{value}%"
+
+
+@bp.app_template_filter("without_target_note")
+def without_target_note(overview: figures.Overview) -> str | None:
+    """``1 of 3 territories has no target for this period; its revenue of
+    $12,228 is not in attainment.``; nothing when every territory has one."""
+    missing = overview.territories_without_target
+    if not missing:
+        return None
+    one = missing == 1
+    territories = "territory" if overview.territories == 1 else "territories"
+    return (
+        f"{missing} of {overview.territories} {territories} "
+        f"{'has' if one else 'have'} no target for this period; "
+        f"{'its' if one else 'their'} revenue of "
+        f"{money(overview.totals.revenue_without_target)} is not in attainment."
+    )
 
 
 # Sorting and filtering the tables --------------------------------------------------
@@ -159,7 +220,7 @@ PARTNER_SORTS: dict[str, Callable[[figures.PartnerRow], Any]] = {
     "accounts": lambda row: row.accounts,
     "potential": lambda row: row.potential,
     "training": lambda row: row.training_completion,
-    "tier": lambda row: (row.tier or "").casefold() or None,
+    "tier": lambda row: row.tier_rank,
     "activity": lambda row: row.last_activity,
     "flags": lambda row: len(row.flags),
 }
@@ -388,7 +449,7 @@ def partners(region_id: int) -> str:
 def export_territories(region_id: int) -> Response:
     """The territory table as CSV, with the filters and order of the page."""
     region = _region_or_404(region_id)
-    period, _ = _period()
+    period = _export_period()
 
     scope = _scope(region, period)
     rows = _territory_table(scope, request.args)["territory_rows"]
@@ -406,7 +467,7 @@ def export_territories(region_id: int) -> Response:
 def export_partners(region_id: int) -> Response:
     """The partner table as CSV, with the filters and order of the page."""
     region = _region_or_404(region_id)
-    period, _ = _period()
+    period = _export_period()
 
     scope = _scope(region, period)
     rows = _partner_table(scope, request.args)["partner_rows"]
@@ -422,7 +483,7 @@ def region_shapes(region_id: int) -> Response:
     """The region's territory shapes as GeoJSON, each with its attainment, colour
     and the address of its detail page."""
     region = _region_or_404(region_id)
-    period, _ = _period()
+    period = _export_period("the map was not drawn")
 
     rows = {row.id: row for row in figures.territory_rows([region], period)}
     collection = queries.territories_geojson(queries.region_shapes(region))
@@ -484,6 +545,8 @@ def _page_arg(name: str) -> int:
 def _lines(
     region: Region, period: Period, **which: int
 ) -> tuple[figures.Page, figures.Page]:
+    """The pages of sales lines and claims asked for; a page past the last is
+    not found, as in the portal's other lists."""
     sales = figures.sales_behind(
         [region], period, page=_page_arg("sales_page"), per_page=LINES_PER_PAGE, **which
     )
@@ -494,7 +557,16 @@ def _lines(
         per_page=LINES_PER_PAGE,
         **which,
     )
+    if sales.page > sales.pages or claims.page > claims.pages:
+        abort(404)
     return sales, claims
+
+
+def _pager_args(period: Period, **pages: int) -> dict[str, Any]:
+    """The period and the pages shown (beyond the first), which every pager
+    link keeps while it changes its own page."""
+    shown = {name: number for name, number in pages.items() if number > 1}
+    return {**period.query_args(), **shown}
 
 
 LINE_FRAGMENTS = {
@@ -518,16 +590,24 @@ def territory(region_id: int, territory_id: int) -> str:
     period, error = _period()
 
     sales, claims = _lines(region, period, territory_id=territory.id)
+    accounts = queries.territory_accounts(territory, page_number(), accounts_per_page())
     link = {"region_id": region.id, "territory_id": territory.id}
+    lines = _pager_args(
+        period, sales_page=sales.page, claims_page=claims.page, page=accounts.page
+    )
     context = {
         "sales": sales,
         "claims": claims,
         "line_link": link,
+        "line_args": lines,
         "detail": "manager.territory",
-        "pager": queries.territory_accounts(
-            territory, page_number(), accounts_per_page()
-        ),
-        "page_link": {"endpoint": "manager.territory", **link},
+        "pager": accounts,
+        # The accounts pager sets ``page`` itself.
+        "page_link": {
+            "endpoint": "manager.territory",
+            **link,
+            **{name: value for name, value in lines.items() if name != "page"},
+        },
     }
     fragment = _line_fragment()
     if fragment:
@@ -584,6 +664,9 @@ def partner(region_id: int, partner_id: int) -> str:
         "sales": sales,
         "claims": claims,
         "line_link": link,
+        "line_args": _pager_args(
+            period, sales_page=sales.page, claims_page=claims.page
+        ),
         "detail": "manager.partner",
     }
     fragment = _line_fragment()
@@ -610,7 +693,7 @@ def partner(region_id: int, partner_id: int) -> str:
 def export_sales(region_id: int) -> Response:
     """The sales lines behind a territory's, a partner's or the region's revenue."""
     region = _region_or_404(region_id)
-    period, _ = _period()
+    period = _export_period()
     which = _detail_filter(region)
 
     lines = figures.sales_behind([region], period, per_page=exports.MAX_LINES, **which)
@@ -624,7 +707,7 @@ def export_sales(region_id: int) -> Response:
 def export_claims(region_id: int) -> Response:
     """The approved claims behind a territory's, a partner's or the region's revenue."""
     region = _region_or_404(region_id)
-    period, _ = _period()
+    period = _export_period()
     which = _detail_filter(region)
 
     lines = figures.claims_behind([region], period, per_page=exports.MAX_LINES, **which)

@@ -1,6 +1,14 @@
-// The portal's own script: CSRF header for htmx, request errors, territory maps.
+// The portal's own script: CSRF header for htmx, request errors, row editors, focus
+// after a table is redrawn, territory maps. The Content-Security-Policy allows scripts
+// from our own files only, so no handler is ever written as a string in a page.
 (function () {
   "use strict";
+
+  // htmx never turns attribute text into code (hx-on, js: values, trigger filters).
+  if (typeof htmx !== "undefined") {
+    htmx.config.allowEval = false;
+    htmx.config.allowScriptTags = false;
+  }
 
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -41,6 +49,64 @@
 
   document.addEventListener("htmx:sendError", function () {
     showRequestError("The portal could not be reached. Check your connection and try again.");
+  });
+
+  // Row editors (tiers, reward rules, conditions): a button marked data-remove-row
+  // removes the row it sits in, then announces data-removed-event when it has one.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-remove-row]");
+    var row = button && button.closest(button.dataset.removeRow);
+    if (!row) {
+      return;
+    }
+    row.remove();
+    if (button.dataset.removedEvent && typeof htmx !== "undefined") {
+      htmx.trigger(document.body, button.dataset.removedEvent);
+    }
+  });
+
+  // A select marked data-suggest-into offers the datalist data-suggest-list in its
+  // row's field of that name while its value is data-suggest-when, and none otherwise.
+  document.addEventListener("change", function (event) {
+    var select = event.target.closest("select[data-suggest-into]");
+    var row = select && select.closest("tr");
+    var input = row && row.querySelector('[name="' + select.dataset.suggestInto + '"]');
+    if (!input) {
+      return;
+    }
+    if (select.value === select.dataset.suggestWhen) {
+      input.setAttribute("list", select.dataset.suggestList);
+    } else {
+      input.removeAttribute("list");
+    }
+  });
+
+  // After a fragment is redrawn, focus stays where it was: htmx gives it to the new
+  // element of the same id (sort links and filters have ids); when there is none, the
+  // redrawn fragment itself takes focus rather than leaving it on the page's body.
+  var focusWasIn = {};
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id && target.contains(document.activeElement)) {
+      focusWasIn[target.id] = true;
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var id = event.detail.target && event.detail.target.id;
+    if (!id || !focusWasIn[id]) {
+      return;
+    }
+    delete focusWasIn[id];
+    var fragment = document.getElementById(id);
+    var active = document.activeElement;
+    if (!fragment || (active && active !== document.body)) {
+      return;
+    }
+    if (!fragment.hasAttribute("tabindex")) {
+      fragment.setAttribute("tabindex", "-1");
+    }
+    fragment.focus({ preventScroll: true });
   });
 
   var PALETTE = ["#0f766e", "#2563eb", "#b45309", "#7c3aed", "#be123c", "#15803d",
