@@ -401,13 +401,18 @@ MEASURES: dict[Kpi, Measure] = {
 
 
 def _kpi_value(kpi: Kpi, value: Any) -> Decimal | None:
-    """The database's number as a Decimal: money to the amounts' own precision
-    (four places, not cents, so that an average of 220.797 does not reach a
-    tier set at 220.80), whole for counts."""
+    """The database's number as a Decimal, whole for counts. A sales total is a
+    sum of money, to the cent (rounded half up) as everywhere it is shown; an
+    average keeps the amounts' own four places, so that 220.797 does not reach
+    a tier set at 220.80."""
     if value is None:
         return None if kpi is Kpi.SALES_AVERAGE else Decimal(0)
     # SQLite returns averages (and sums of REAL) as floats: through str, not binary.
     number = Decimal(str(value))
+    if kpi is Kpi.SALES_SUM:
+        return number.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_UP).quantize(
+            CENT, rounding=ROUND_HALF_UP
+        )
     if kpi in MONEY_KPIS:
         return number.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_UP)
     return Decimal(int(number))

@@ -6,7 +6,9 @@ the plan, its multipliers and the partner's tier, then capped per period; a
 bonus for each tier reached). It then compares that with what the ledger
 already holds for each source and appends one entry per difference: a new
 sale gets its points, a repriced one the change, a sale that no longer counts
-for the partner the reversal. Points are never updated in place.
+for the partner the reversal. Points are never updated in place. A source
+whose points were approved or paid is final: later runs leave it as it is,
+whatever changed since (an admin corrects it with an adjustment).
 
 This makes every run idempotent and any interruption harmless: a rerun
 compares against whatever the interrupted run committed and writes only what
@@ -91,6 +93,9 @@ DERIVED_SOURCES = (
     LedgerSource.CLAIM.value,
     LedgerSource.TIER_BONUS.value,
 )
+# Once a source's points were approved or paid they are final: runs neither
+# reprice nor reverse them (an admin corrects them with an adjustment).
+FINAL_STATUSES = (EntryStatus.APPROVED.value, EntryStatus.PAID.value)
 # Differences smaller than this are rounding noise, not points.
 HALF_CENT = Decimal("0.005")
 
@@ -416,6 +421,12 @@ def _desired_columns(rows: Subquery, points: ColumnElement[Any]) -> list[Any]:
     ]
 
 
+def _bonus_day(program: Program) -> date:
+    """A tier bonus is earned the day a run finds the tier reached, within the
+    program's period."""
+    return min(max(utc_now().date(), program.starts_on), program.ends_on)
+
+
 def _tier_bonuses(program: Program) -> Rows:
     """A bonus for each tier at or below the partner's current one that has one."""
     reached = aliased(Tier)
@@ -430,7 +441,7 @@ def _tier_bonuses(program: Program) -> Rows:
             literal(LedgerSource.TIER_BONUS.value).label("source"),
             Standing.organisation_id,
             cast(Tier.bonus_points, Numeric(16, 2)).label("points"),
-            literal(program.starts_on, Date).label("earned_on"),
+            literal(_bonus_day(program), Date).label("earned_on"),
             cast(null(), Integer).label("sales_line_id"),
             cast(null(), Integer).label("claim_id"),
             Tier.id.label("tier_id"),
@@ -498,6 +509,9 @@ def _held(program: Program, scope: Scope) -> Subquery:
             func.max(entries.sales_line_id).label("sales_line_id"),
             func.max(entries.claim_id).label("claim_id"),
             func.max(entries.tier_id).label("tier_id"),
+            func.max(case((entries.status.in_(FINAL_STATUSES), 1), else_=0)).label(
+                "final"
+            ),
         )
         .where(
             entries.program_id == program.id,
@@ -555,7 +569,7 @@ def _write_changes(
             literal(now),
         )
         .select_from(desired.outerjoin(held, held.c.source_key == desired.c.source_key))
-        .where(func.abs(difference) >= HALF_CENT)
+        .where(func.abs(difference) >= HALF_CENT, _not_final(held))
     )
     return _insert(
         rows,
@@ -609,7 +623,11 @@ def _write_reversals(
             literal(now),
         )
         .select_from(held.outerjoin(desired, desired.c.source_key == held.c.source_key))
-        .where(desired.c.source_key.is_(None), func.abs(held.c.total) >= HALF_CENT)
+        .where(
+            desired.c.source_key.is_(None),
+            func.abs(held.c.total) >= HALF_CENT,
+            _not_final(held),
+        )
     )
     return _insert(
         rows,
@@ -630,6 +648,11 @@ def _write_reversals(
             "created_at_utc",
         ],
     )
+
+
+def _not_final(held: Subquery) -> ColumnElement[bool]:
+    """A source none of whose points were approved or paid yet (or new)."""
+    return func.coalesce(held.c.final, 0) == 0
 
 
 def _insert(rows: Rows, columns: list[str]) -> int:

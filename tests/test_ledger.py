@@ -229,6 +229,62 @@ def test_tier_bonuses_are_paid_once_for_each_tier_reached(world):
         )
     )
     assert bonuses == [("Gold", Decimal("1000.00")), ("Silver", Decimal("500.00"))]
+    # Earned the day a run found them reached, within the program's period.
+    days = set(
+        db.session.scalars(
+            select(LedgerEntry.earned_on).where(LedgerEntry.source == "tier_bonus")
+        )
+    )
+    assert days == {utc_now().date()}
+
+
+def test_approved_and_paid_points_are_final(world):
+    add_tier(
+        world["program"],
+        "Silver",
+        100,
+        points_multiplier=Decimal("2"),
+        bonus_points=500,
+    )
+    approved = add_sale(world["shop"], date(2024, 3, 1), "1000")
+    paid = add_sale(world["office"], date(2024, 3, 1), "20")
+    db.session.commit()
+    settle()
+    run()
+    # Acme: 1,000 x 2 x 2 (Silver) = 4,000 and Silver's bonus of 500; Bolt: 40.
+    assert totals() == {"Acme": Decimal("4500.00"), "Bolt": Decimal("40.00")}
+    db.session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.sales_line_id == approved.id)
+        .values(status="approved")
+    )
+    db.session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.sales_line_id == paid.id)
+        .values(status="paid")
+    )
+    add_sale(world["shop"], date(2024, 3, 2), "10")
+    db.session.commit()
+    settle()
+    run()
+    assert totals() == {"Acme": Decimal("4540.00"), "Bolt": Decimal("40.00")}
+
+    # The plan halves its rate and Acme leaves the program: the pending sale
+    # and the pending bonus go back, the approved and paid points stay.
+    db.session.execute(update(RewardPlan).values(points_per_unit=Decimal("1")))
+    world["program"].rules[0].conditions[0].value = [-1]
+    db.session.commit()
+    settle()
+    written = run()
+
+    assert totals() == {"Acme": Decimal("4010.00"), "Bolt": Decimal("40.00")}
+    taken_back = db.session.scalars(
+        select(LedgerEntry.points).where(LedgerEntry.points < 0)
+    ).all()
+    # The pending sale is repriced without Silver (10 x 1 = 10 of its 40).
+    assert sorted(taken_back) == [Decimal("-500.00"), Decimal("-30.00")]
+    assert written["entries_written"] == 2
+    assert run()["entries_written"] == 0
 
 
 def test_only_approved_claims_earn(world):

@@ -196,6 +196,26 @@ def test_approved_claims_in_the_period_count_as_sales(world, kpi, expected):
     assert values_by_name(kpi_values(program)) == expected
 
 
+def test_a_sales_total_is_to_the_cent_and_its_distance_adds_up(clean_app):
+    organisation = make_org("Precise")
+    territory = make_territory(make_region(), partner=organisation)
+    account = make_account()
+    assign(account, territory)
+    for amount in ("75000.3100", "4.0050"):
+        add_sale(account, date(2027, 2, 1), amount)
+    program = quarter_program("sales_sum")
+    add_tier(program, "Gold", 100000)
+    make_eligible(program, organisation)
+
+    value = kpi_values(program)[organisation.id]
+
+    assert value == D("75004.32")  # 75,004.315 to the cent, half up
+    assert format_kpi("sales_sum", value) == "$75,004.32"
+    assert next_step(program, value, FEBRUARY) == (
+        "$24,995.68 more in sales by 31 March 2027 reaches Gold"
+    )
+
+
 def test_kpi_values_keep_the_amounts_precision_and_whole_counts(world):
     program = quarter_program("sales_average")
     make_eligible(program, world.alpha)
