@@ -403,6 +403,26 @@ def test_a_region_page_fits_a_phone_screen(phone_page, demo_app):  # type: ignor
     assert all(width * 12 / 720 >= 10 for width in widths)
 
 
+def test_a_reward_plan_fits_a_phone_screen(phone_page, demo_app):  # type: ignore[no-untyped-def]
+    page = phone_page
+    sign_in(page, "admin@demo.test")
+    page.wait_for_url("**/territories/**")
+
+    page.goto(f"/admin/rewards/programs/{program_id(demo_app, 'Growth')}")
+
+    # The multipliers' table is wider than the screen: it scrolls in its box,
+    # and the fieldset around it, with its hint, stays within the screen.
+    box = page.locator("fieldset.conditions .table-wrap")
+    assert page.locator("#rule-rows tr").count() == 3
+    assert box.evaluate("wrap => wrap.scrollWidth > wrap.clientWidth")
+    fieldset = page.locator("fieldset.conditions").bounding_box()
+    hint = page.locator("fieldset.conditions .hint").bounding_box()
+    assert fieldset is not None and hint is not None
+    assert fieldset["x"] + fieldset["width"] <= 390
+    assert hint["x"] + hint["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
 def test_sorting_and_filtering_a_table_keep_focus_on_the_control(page, demo_app):  # type: ignore[no-untyped-def]
     sign_in(page, "manager.west@demo.test")
     page.wait_for_url("**/regions/**")

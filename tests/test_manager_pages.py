@@ -972,3 +972,109 @@ def test_a_share_that_rounds_to_nought_has_no_sign(
     ratio: str, signed: bool, words: str
 ) -> None:
     assert views.share(Decimal(ratio), signed) == words
+
+
+@pytest.mark.parametrize(
+    ("amount", "words"),
+    [
+        ("0.4", "$0"),
+        ("-0.4", "$0"),
+        ("0", "$0"),
+        ("0.5", "+$1"),
+        ("-0.5", "-$1"),
+        ("1234", "+$1,234"),
+        ("-549", "-$549"),
+    ],
+)
+def test_a_variance_that_rounds_to_nought_has_no_sign(
+    clean_app: Flask, amount: str, words: str
+) -> None:
+    assert views.signed_money(Decimal(amount)) == words
+
+
+def overview_of(territories: int, without: int, revenue: str) -> figures.Overview:
+    return figures.Overview(
+        period=Q3_2018,
+        comparison=Q3_2018,
+        totals=figures.Figures(
+            revenue=Decimal(revenue) + 100, revenue_with_target=Decimal(100)
+        ),
+        territories=territories,
+        territories_without_target=without,
+    )
+
+
+@pytest.mark.parametrize(
+    ("territories", "without", "revenue", "words"),
+    [
+        (3, 1, "0", "1 of 3 territories has no target and no revenue in this period."),
+        (3, 2, "0", "2 of 3 territories have no target and no revenue in this period."),
+        (
+            3,
+            2,
+            "0.3",
+            "2 of 3 territories have no target and no revenue in this period.",
+        ),
+        (
+            3,
+            2,
+            "40",
+            "2 of 3 territories have no target for this period; their revenue of $40 "
+            "is not in attainment.",
+        ),
+        (3, 0, "0", None),
+    ],
+)
+def test_the_note_on_territories_without_a_target_reads_plainly(
+    clean_app: Flask, territories: int, without: int, revenue: str, words: str | None
+) -> None:
+    note = views.without_target_note(overview_of(territories, without, revenue))
+
+    assert note == words
+
+
+def test_a_territory_without_target_or_sales_is_noted_in_plain_words(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("west@x.test")
+
+    page = unescape(client.get(url("/regions/{west}?", world) + Q3).text)
+    listing = unescape(client.get(url("/regions/{west}/territories?", world) + Q3).text)
+
+    # Mountain has no target and its sales stop in May.
+    note = "1 of 2 territories has no target and no revenue in this period."
+    assert note in page
+    assert note in listing
+    assert "revenue of $0" not in page
+    assert "+$0" not in listing
+
+
+def test_the_overview_of_an_empty_period_links_to_the_latest_quarter_with_sales(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("admin@x.test")
+
+    page = unescape(client.get("/regions/?from=2020-01-01&to=2020-03-31").text)
+    with_sales = unescape(client.get("/regions/?" + Q3).text)
+
+    assert (
+        "There are no sales or approved claims in any of these regions in Q1 2020."
+        in page
+    )
+    assert (
+        '<a href="/regions/?from=2018-07-01&to=2018-09-30">'
+        "Show Q3 2018, the latest quarter with sales</a>" in page
+    )
+    assert "the latest quarter with sales" not in with_sales
+
+
+def test_the_overview_of_one_region_names_it_when_the_period_is_empty(
+    world: SimpleNamespace, client: FlaskClient, auth: AuthActions
+) -> None:
+    auth.sign_in("east@x.test")
+
+    page = unescape(client.get("/regions/?from=2019-01-01&to=2019-03-31").text)
+
+    # Atlantic's only sales are in August 2018.
+    assert "There are no sales or approved claims in East in Q1 2019." in page
+    assert "Show Q3 2018, the latest quarter with sales" in page

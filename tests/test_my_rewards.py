@@ -460,6 +460,30 @@ def test_corrections_say_repriced_and_short_entries_say_capped(
     assert "payout" in row("capped")
 
 
+def test_a_repriced_entry_says_it_is_the_difference_from_before(
+    alice: FlaskClient, world: World
+) -> None:
+    text = page_text(alice.get("/my/rewards"))
+
+    def row(name: str) -> str:
+        found = re.search(
+            rf'<tr id="entry-{world.entries[name].id}">(.*?)</tr>', text, re.S
+        )
+        assert found is not None
+        return found.group(1)
+
+    repriced, first = row("repriced"), row("sale")
+    # The sale earned 2,160; repriced at 1,800, the correction is -360.
+    assert (
+        "This sale is now worth 1,800 points in all; this entry is the difference "
+        "from the points it had earned before." in repriced
+    )
+    assert f"Priced now as $1,200.00 {TIMES} 1 {TIMES} 1.5 = 1,800 points" in repriced
+    assert "-360" in repriced
+    assert "now worth" not in first
+    assert SALE_PRICING in first
+
+
 def test_claim_entries_link_to_the_claim_page(alice: FlaskClient, world: World) -> None:
     text = page_text(alice.get("/my/rewards"))
 

@@ -428,6 +428,43 @@ def test_a_good_file_with_a_byte_order_mark_is_imported(
     }
 
 
+def test_column_names_are_read_whatever_their_case_and_spaces(
+    california: Territory, oregon: Territory
+) -> None:
+    data = (
+        " Territory ,Starts_On,ENDS_ON, Amount,2018-07,2018-08,2018-09\n"
+        "California,2018-07-01,2018-09-30,9200,1000,,8200\n"
+        "Oregon,2018-07-01,2018-09-30,920,,,\n"
+    )
+
+    report = import_targets(data.encode(), None, [california, oregon])
+
+    assert report.ok, report.errors
+    assert report.counts == {"targets": 2, "replaced": 0}
+    by_territory = {
+        t.territory.name: stored_months(t)
+        for t in db.session.scalars(select(TerritoryTarget))
+    }
+    assert by_territory["California"]["2018-09"] == D("8200.00")
+    assert by_territory["Oregon"]["2018-07"] == D("310.00")
+
+
+def test_a_column_named_twice_in_different_cases_is_refused_once(
+    california: Territory,
+) -> None:
+    data = (
+        "Territory,starts_on,ends_on,amount,territory\n"
+        "California,2018-07-01,2018-09-30,100,California\n"
+    )
+
+    report = import_targets(data.encode(), None, [california])
+
+    assert not report.ok
+    assert len(report.errors) == 1
+    assert "2 times in the header; rename the copies" in report.errors[0]
+    assert target_count() == 0
+
+
 def test_importing_again_replaces_instead_of_adding(
     california: Territory, oregon: Territory
 ) -> None:

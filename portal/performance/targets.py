@@ -578,6 +578,7 @@ def _read_target_rows(
     notes: list[str],
 ) -> list[tuple[int, TargetInput]]:
     table = read_csv(data, encoding, notes)
+    table.header = _known_column_names(table.header)
     check_columns(table, {f"{name} column": name for name in COLUMNS})
     months = _month_columns(table.header)
     by_name = {territory.name.casefold(): territory for territory in territories}
@@ -611,6 +612,12 @@ def _refuse_unchecked(problems: RowProblems, unchecked: int) -> None:
             f"import the file again to check the rest.",
         ]
     )
+
+
+def _known_column_names(header: list[str]) -> list[str]:
+    """The header with the known columns named as we write them, whatever their
+    case (``Starts_On`` is ``starts_on``); other names are kept as they are."""
+    return [name.lower() if name.lower() in COLUMNS else name for name in header]
 
 
 def _month_columns(header: list[str]) -> dict[str, date]:

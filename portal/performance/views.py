@@ -152,9 +152,12 @@ def money(amount: Decimal | None) -> str:
 
 @bp.app_template_filter("signed_money")
 def signed_money(amount: Decimal | None) -> str:
+    """An amount with its sign, ``+$120`` or ``-$45``; one that rounds to
+    nothing is ``$0``, with no sign."""
     if amount is None:
         return NOT_KNOWN
-    return ("+" if amount >= 0 else "") + money(amount)
+    whole = amount.quantize(Decimal(1), ROUND_HALF_UP)
+    return ("+" if whole > 0 else "") + money(amount)
 
 
 @bp.app_template_filter("share")
@@ -172,17 +175,23 @@ def share(ratio: Decimal | None, signed: bool = False) -> str:
 @bp.app_template_filter("without_target_note")
 def without_target_note(overview: figures.Overview) -> str | None:
     """``1 of 3 territories has no target for this period; its revenue of
-    $12,228 is not in attainment.``; nothing when every territory has one."""
+    $12,228 is not in attainment.`` (``... has no target and no revenue in this
+    period.`` when that revenue shows as $0); nothing when every territory has
+    one."""
     missing = overview.territories_without_target
     if not missing:
         return None
     one = missing == 1
     territories = "territory" if overview.territories == 1 else "territories"
+    lead = (
+        f"{missing} of {overview.territories} {territories} {'has' if one else 'have'}"
+    )
+    revenue = money(overview.totals.revenue_without_target)
+    if revenue == money(Decimal(0)):
+        return f"{lead} no target and no revenue in this period."
     return (
-        f"{missing} of {overview.territories} {territories} "
-        f"{'has' if one else 'have'} no target for this period; "
-        f"{'its' if one else 'their'} revenue of "
-        f"{money(overview.totals.revenue_without_target)} is not in attainment."
+        f"{lead} no target for this period; {'its' if one else 'their'} revenue "
+        f"of {revenue} is not in attainment."
     )
 
 
@@ -343,6 +352,21 @@ def _empty_notice(region: Region, overview: figures.Overview) -> Period | None:
     return quarter_of(latest)
 
 
+def _latest_quarter_of_all(
+    regions: Sequence[Region],
+    period: Period,
+    summaries: Sequence[tuple[Region, figures.Overview]],
+) -> Period | None:
+    """The latest quarter with sales in any of the regions, when none of them
+    has sales in the period."""
+    if not regions or any(summary.totals.revenue for _, summary in summaries):
+        return None
+    latest = figures.latest_revenue_day(regions)
+    if latest is None or period.contains(latest):
+        return None
+    return quarter_of(latest)
+
+
 def _charts(scope: Scope, months: list[figures.MonthPoint]) -> list[charts.Chart]:
     return [
         charts.revenue_chart(months, _currency()),
@@ -385,6 +409,7 @@ def index() -> str:
     return render_template(
         "manager/index.html",
         summaries=summaries,
+        latest_quarter=_latest_quarter_of_all(regions, period, summaries),
         names={r.id: [row.name for row in by_region.get(r.id, [])] for r in regions},
         period=period,
         period_args=period.query_args(),
