@@ -114,16 +114,14 @@ def run_task(func: TaskFunction) -> Callable[[int], dict[str, Any]]:
     @functools.wraps(func)
     def task(run_id: int) -> dict[str, Any]:
         _mark_running(run_id)
-        heartbeat = _Heartbeat(run_id)
         try:
-            counts = func(RunReporter(run_id))
+            with _Heartbeat(run_id):
+                counts = func(RunReporter(run_id))
         except Exception as exc:
-            heartbeat.stop()
             db.session.rollback()
             _mark_finished(run_id, RunStatus.FAILED, error=_describe(exc))
             logger.exception("Run %s failed", run_id)
             raise
-        heartbeat.stop()
         _mark_finished(run_id, RunStatus.SUCCEEDED, counts=counts)
         _start_next_runs(run_id)
         return counts
@@ -166,7 +164,10 @@ class _Heartbeat:
                     # SQLite's one writer may be the run itself; the next beat.
                     logger.debug("Run %s heartbeat skipped: %s", self.run_id, exc)
 
-    def stop(self) -> None:
+    def __enter__(self) -> _Heartbeat:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload, scoped_session
 
 from portal.extensions import db
@@ -209,21 +209,21 @@ def _check_takes_part(
     organisation: PartnerOrganisation, program: Program, errors: dict[str, str]
 ) -> None:
     """Points go into a program the organisation is in, or has points in."""
-    eligible = db.session.scalar(
-        select(func.count())
-        .select_from(Eligibility)
-        .where(
-            Eligibility.program_id == program.id,
-            Eligibility.organisation_id == organisation.id,
+    takes_part = db.session.scalar(
+        select(
+            or_(
+                exists().where(
+                    Eligibility.program_id == program.id,
+                    Eligibility.organisation_id == organisation.id,
+                ),
+                exists().where(
+                    LedgerEntry.program_id == program.id,
+                    LedgerEntry.organisation_id == organisation.id,
+                ),
+            )
         )
     )
-    held = db.session.scalar(
-        select(func.count()).where(
-            LedgerEntry.program_id == program.id,
-            LedgerEntry.organisation_id == organisation.id,
-        )
-    )
-    if not eligible and not held:
+    if not takes_part:
         errors["program_id"] = (
             f"{organisation.name} is not in {program.name} and has no points there; "
             f"choose a program it is in, or none."
