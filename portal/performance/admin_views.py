@@ -4,6 +4,7 @@ thresholds (admins), and the partner's own rank on the leaderboard."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -31,13 +32,13 @@ from portal.performance.models import PerformanceSettings, TerritoryTarget
 from portal.performance.periods import Period, quarter_of
 from portal.performance.thresholds import (
     SettingsInput,
-    SettingsRejected,
     save_settings,
     settings_text,
 )
 from programs.editing import SEPARATORS
 from programs.tiers import TierError, parse_amount
 from territory_rules import queries
+from territory_rules.editing import EditRejected
 from territory_rules.models import Region, Territory
 from territory_rules.views import wants_fragment
 
@@ -47,6 +48,8 @@ bp = Blueprint("performance_admin", __name__)
 my_bp = Blueprint("my_performance", __name__, url_prefix="/my")
 
 MONTH_FIELD = "month-"
+# Plain digits only: str.isdigit() passes "²", which int() refuses.
+YEAR = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def targets_page(region_id: int) -> Any:
     if data is not None:
         try:
             saved = targets.save_target(data, current_user)
-        except targets.TargetRejected as rejected:
+        except EditRejected as rejected:
             errors.update(rejected.errors)
     if saved is None or data is None:
         show_errors(form, errors)
@@ -217,7 +220,7 @@ def target_list(territories: list[Territory]) -> TargetList:
     raw_year = args.get("year", "").strip()
     first, last = targets.TARGET_DATES.starts_on.year, targets.TARGET_DATES.ends_on.year
     if raw_year:
-        year = int(raw_year) if raw_year.isdigit() else None
+        year = int(raw_year) if YEAR.fullmatch(raw_year) else None
         if year is None or not first <= year <= last:
             year = None
             errors.append(f"Choose a year from {first} to {last}; showing every year.")
@@ -406,7 +409,7 @@ def settings() -> Any:
 
     try:
         save_settings(settings_input(form), current_user)
-    except SettingsRejected as rejected:
+    except EditRejected as rejected:
         show_errors(form, rejected.errors)
         return render_template("manager/settings.html", form=form), 400
 

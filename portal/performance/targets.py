@@ -34,6 +34,7 @@ from portal.models import User
 from portal.performance.figures import Page
 from portal.performance.models import TargetMonth, TerritoryTarget
 from portal.performance.periods import Period, next_month
+from territory_rules.editing import EditRejected
 
 # The CSV reading (encodings, byte-order marks, decimal commas, row problems) is
 # the territory importer's, so that every import in the portal reads files alike.
@@ -75,14 +76,6 @@ TARGETS = table_of(TerritoryTarget)
 TARGET_MONTHS = table_of(TargetMonth)
 
 T = TypeVar("T")
-
-
-class TargetRejected(ValueError):
-    """A target that cannot be saved; ``errors`` maps each field to what to fix."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__(" ".join(errors.values()))
 
 
 @dataclass(frozen=True)
@@ -292,7 +285,7 @@ def set_target(
 ) -> TerritoryTarget:
     """Save a target (replacing one with the same dates) and commit.
 
-    :raise TargetRejected: with a message per field when it cannot be saved.
+    :raise EditRejected: with a message per field when it cannot be saved.
     """
     data = TargetInput(territory, starts_on, ends_on, amount, months)
     return save_target(data, user).target
@@ -302,18 +295,18 @@ def save_target(data: TargetInput, user: User | None) -> SavedTarget:
     """Save a target (replacing one with the same dates) and commit; say what
     amount it replaced.
 
-    :raise TargetRejected: with a message per field when it cannot be saved.
+    :raise EditRejected: with a message per field when it cannot be saved.
     """
     errors = check_target(data)
     if errors:
-        raise TargetRejected(errors)
+        raise EditRejected(errors)
 
     _lock([data.territory.id])
     stored = overlapping(data.territory.id, data.starts_on, data.ends_on)
     for other in stored:
         if not _same_dates(data, other.starts_on, other.ends_on):
             db.session.rollback()
-            raise TargetRejected(
+            raise EditRejected(
                 {
                     "starts_on": _clash(
                         data, other.starts_on, other.ends_on, other.amount
@@ -462,7 +455,10 @@ def target_years(region: Region) -> list[int]:
 
 
 def region_target(region: Region, target_id: int) -> TerritoryTarget | None:
-    """The target if it belongs to a territory of ``region``."""
+    """The target if it belongs to a territory of ``region``; ids a BIGINT
+    cannot hold (typed into an address) are no target."""
+    if not 0 < target_id < 2**63:
+        return None
     target = db.session.get(TerritoryTarget, target_id)
     if target is None or target.territory.region_id != region.id:
         return None

@@ -10,6 +10,7 @@ from decimal import Decimal
 from portal.extensions import db
 from portal.models import User
 from portal.performance.models import PerformanceSettings
+from territory_rules.editing import EditRejected
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +21,6 @@ FACTOR_PLACES = 2
 MAX_PERIODS = 12
 MAX_DAYS = 3650
 MAX_FACTOR = Decimal(100)
-
-
-class SettingsRejected(ValueError):
-    """Settings that cannot be saved; ``errors`` maps each field to what to fix."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__(" ".join(errors.values()))
 
 
 @dataclass(frozen=True)
@@ -82,7 +75,7 @@ def _factor(text: str, errors: dict[str, str]) -> Decimal:
 def save_settings(data: SettingsInput, user: User) -> PerformanceSettings:
     """Check and save the thresholds, and commit.
 
-    :raise SettingsRejected: with a message per field; nothing is saved then.
+    :raise EditRejected: with a message per field; nothing is saved then.
     """
     errors: dict[str, str] = {}
     share = _share(
@@ -99,7 +92,7 @@ def save_settings(data: SettingsInput, user: User) -> PerformanceSettings:
     drop = _share(data.revenue_drop_share, "the drop", errors, "revenue_drop_share")
     factor = _factor(data.imbalance_factor, errors)
     if errors:
-        raise SettingsRejected(errors)
+        raise EditRejected(errors)
 
     settings = PerformanceSettings.current()
     settings.underperform_share = share
