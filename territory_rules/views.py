@@ -64,13 +64,14 @@ def render_page(page: str, fragment: str, **context: Any) -> str:
 MAX_PAGE = 1_000_000
 
 
-def page_number() -> int:
-    """The ``page`` query argument; anything that is not a number means page 1.
+def page_number(name: str = "page") -> int:
+    """The ``page`` (or ``name``) query argument; anything that is not a number
+    means page 1.
 
     Kept within what every database's integers hold: a page past the last one is a
     404 from the pager, never an overflow in the query.
     """
-    page = request.args.get("page", 1, type=int)
+    page = request.args.get(name, 1, type=int)
     return max(1, min(page, MAX_PAGE))
 
 

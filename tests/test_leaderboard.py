@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -250,3 +251,24 @@ def test_managers_do_not_get_the_partner_rank(
     auth.sign_in(manager.email)
 
     assert client.get(f"/my/rank/{west.id}").status_code == 403
+
+
+def test_the_region_page_writes_the_leaderboard_figures_as_its_other_tables(
+    client: FlaskClient, auth: AuthActions, west: Region
+) -> None:
+    make_user(Role.ADMIN, email="admin@example.test")
+    db.session.commit()
+    auth.sign_in("admin@example.test")
+
+    page = client.get(f"/regions/{west.id}?from=2018-07-01&to=2018-09-30").text
+    board = page[page.index('id="leaderboard"') :].split("</table>")[0]
+    cells = [
+        re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", line)
+        for line in board.split("<tr>")[2:]
+    ]
+
+    assert cells == [
+        ["1", "Golden State", "120%", "$1,200", "$1,000"],
+        ["2", "Cascade", "90%", "$900", "$1,000"],
+        ["3", "Mesa", "No target", "$5,000", "\u2013"],
+    ]

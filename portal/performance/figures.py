@@ -63,6 +63,17 @@ logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
 
 
+def against_target(revenue: Decimal, revenue_with_target: Decimal | None) -> Decimal:
+    """The revenue set against a target: that of the territories with a target,
+    or all of it when that is not given."""
+    return revenue if revenue_with_target is None else revenue_with_target
+
+
+def attainment_of(revenue: Decimal, target: Decimal | None) -> Decimal | None:
+    """``revenue`` as a share of ``target``; none without a (non-zero) target."""
+    return revenue / target if target else None
+
+
 @dataclass
 class Figures:
     """What was achieved in a period against last year and against the target.
@@ -88,9 +99,7 @@ class Figures:
     @property
     def revenue_against_target(self) -> Decimal:
         """The revenue that attainment and variance set against the target."""
-        if self.revenue_with_target is None:
-            return self.revenue
-        return self.revenue_with_target
+        return against_target(self.revenue, self.revenue_with_target)
 
     @property
     def revenue_without_target(self) -> Decimal:
@@ -101,9 +110,7 @@ class Figures:
     def attainment(self) -> Decimal | None:
         """Revenue with a target as a share of the target; none without a
         (non-zero) target."""
-        if not self.target:
-            return None
-        return self.revenue_against_target / self.target
+        return attainment_of(self.revenue_against_target, self.target)
 
     @property
     def variance(self) -> Decimal | None:
@@ -199,15 +206,11 @@ class MonthPoint:
 
     @property
     def revenue_against_target(self) -> Decimal:
-        if self.revenue_with_target is None:
-            return self.revenue
-        return self.revenue_with_target
+        return against_target(self.revenue, self.revenue_with_target)
 
     @property
     def attainment(self) -> Decimal | None:
-        if not self.target:
-            return None
-        return self.revenue_against_target / self.target
+        return attainment_of(self.revenue_against_target, self.target)
 
 
 @dataclass

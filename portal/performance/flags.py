@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from portal.performance import figures
 from portal.performance.models import PerformanceSettings
 from portal.performance.periods import Period
+from rewards.statements import format_money
 from territory_rules.models import Region
 
 logger = logging.getLogger(__name__)
@@ -114,11 +115,6 @@ def percent(ratio: Decimal) -> str:
     """A whole percentage; a ratio that rounds to nought has no sign."""
     text = f"{ratio * 100:.0f}"
     return ("0" if text == "-0" else text) + "%"
-
-
-def money(amount: Decimal, currency: str = "$") -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{currency}{abs(amount):,.2f}"
 
 
 def number(value: Decimal) -> str:
@@ -272,8 +268,8 @@ def revenue_drop(
     before, now = labels
     return Flag(
         STALLED,
-        f"Revenue {money(current, currency)} in {now}, down {percent(drop)} from "
-        f"{money(previous, currency)} in {before}: more than "
+        f"Revenue {format_money(current, currency)} in {now}, down {percent(drop)} "
+        f"from {format_money(previous, currency)} in {before}: more than "
         f"{percent(drop_share)}.",
     )
 
@@ -473,7 +469,7 @@ def _attach_imbalance(
     potential = imbalance(
         {row.id: row.potential for row in owners},
         factor,
-        lambda value: money(value, currency),
+        lambda value: format_money(value, currency),
         "revenue potential",
     )
     for row in owners:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -42,7 +42,6 @@ from portal.performance.periods import (
 from territory_rules import queries
 from territory_rules.models import Region, Territory
 from territory_rules.views import (
-    MAX_PAGE,
     accounts_per_page,
     geojson_response,
     page_number,
@@ -342,6 +341,23 @@ def _partner_table(scope: Scope, args: MultiDict[str, str]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Table:
+    """One of the region's tables: its page ``manager/<plural>.html``, its htmx
+    fragment ``manager/_<noun>_table.html`` and its CSV export."""
+
+    noun: str
+    plural: str
+    read: Callable[[Scope, MultiDict[str, str]], dict[str, Any]]
+    write: Callable[[Any], Iterator[str]]
+
+
+TERRITORY_TABLE = Table(
+    "territory", "territories", _territory_table, exports.territory_csv
+)
+PARTNER_TABLE = Table("partner", "partners", _partner_table, exports.partner_csv)
+
+
 def _empty_notice(region: Region, overview: figures.Overview) -> Period | None:
     """The latest quarter with sales, when the period has none."""
     if overview.totals.revenue:
@@ -445,60 +461,52 @@ def region(region_id: int) -> str:
 @roles_required(Role.MANAGER, Role.ADMIN)
 def territories(region_id: int) -> str:
     """The region's territories, sorted and filtered; htmx gets the table only."""
-    region = _region_or_404(region_id)
-    period, error = _period()
-
-    scope = _scope(region, period)
-    context = {**_common(scope, error), **_territory_table(scope, request.args)}
-    if wants_fragment():
-        return render_template("manager/_territory_table.html", **context)
-    return render_template("manager/territories.html", **context)
+    return _table_page(region_id, TERRITORY_TABLE)
 
 
 @bp.route("/<int:region_id>/partners")
 @roles_required(Role.MANAGER, Role.ADMIN)
 def partners(region_id: int) -> str:
     """The region's partners, sorted and filtered; htmx gets the table only."""
-    region = _region_or_404(region_id)
-    period, error = _period()
-
-    scope = _scope(region, period)
-    context = {**_common(scope, error), **_partner_table(scope, request.args)}
-    if wants_fragment():
-        return render_template("manager/_partner_table.html", **context)
-    return render_template("manager/partners.html", **context)
+    return _table_page(region_id, PARTNER_TABLE)
 
 
 @bp.route("/<int:region_id>/territories.csv")
 @roles_required(Role.MANAGER, Role.ADMIN)
 def export_territories(region_id: int) -> Response:
     """The territory table as CSV, with the filters and order of the page."""
-    region = _region_or_404(region_id)
-    period = _export_period()
-
-    scope = _scope(region, period)
-    rows = _territory_table(scope, request.args)["territory_rows"]
-    logger.info(
-        "%s exported the territories of region %s", current_user.email, region.id
-    )
-    return exports.csv_response(
-        exports.territory_csv(rows),
-        exports.file_name(region.name, "territories", period),
-    )
+    return _table_export(region_id, TERRITORY_TABLE)
 
 
 @bp.route("/<int:region_id>/partners.csv")
 @roles_required(Role.MANAGER, Role.ADMIN)
 def export_partners(region_id: int) -> Response:
     """The partner table as CSV, with the filters and order of the page."""
+    return _table_export(region_id, PARTNER_TABLE)
+
+
+def _table_page(region_id: int, table: Table) -> str:
+    region = _region_or_404(region_id)
+    period, error = _period()
+
+    scope = _scope(region, period)
+    context = {**_common(scope, error), **table.read(scope, request.args)}
+    if wants_fragment():
+        return render_template(f"manager/_{table.noun}_table.html", **context)
+    return render_template(f"manager/{table.plural}.html", **context)
+
+
+def _table_export(region_id: int, table: Table) -> Response:
     region = _region_or_404(region_id)
     period = _export_period()
 
     scope = _scope(region, period)
-    rows = _partner_table(scope, request.args)["partner_rows"]
-    logger.info("%s exported the partners of region %s", current_user.email, region.id)
+    rows = table.read(scope, request.args)[f"{table.noun}_rows"]
+    logger.info(
+        "%s exported the %s of region %s", current_user.email, table.plural, region.id
+    )
     return exports.csv_response(
-        exports.partner_csv(rows), exports.file_name(region.name, "partners", period)
+        table.write(rows), exports.file_name(region.name, table.plural, period)
     )
 
 
@@ -563,22 +571,22 @@ def map_legend() -> dict[str, Any]:
 # Details ------------------------------------------------------------------------
 
 
-def _page_arg(name: str) -> int:
-    return max(1, min(request.args.get(name, 1, type=int), MAX_PAGE))
-
-
 def _lines(
     region: Region, period: Period, **which: int
 ) -> tuple[figures.Page, figures.Page]:
     """The pages of sales lines and claims asked for; a page past the last is
     not found, as in the portal's other lists."""
     sales = figures.sales_behind(
-        [region], period, page=_page_arg("sales_page"), per_page=LINES_PER_PAGE, **which
+        [region],
+        period,
+        page=page_number("sales_page"),
+        per_page=LINES_PER_PAGE,
+        **which,
     )
     claims = figures.claims_behind(
         [region],
         period,
-        page=_page_arg("claims_page"),
+        page=page_number("claims_page"),
         per_page=LINES_PER_PAGE,
         **which,
     )
@@ -626,6 +634,11 @@ def territory(region_id: int, territory_id: int) -> str:
         "line_link": link,
         "line_args": lines,
         "detail": "manager.territory",
+        "export_args": {
+            "region_id": region.id,
+            "territory": territory.id,
+            **period.query_args(),
+        },
         "pager": accounts,
         # The accounts pager sets ``page`` itself.
         "page_link": {
@@ -693,6 +706,11 @@ def partner(region_id: int, partner_id: int) -> str:
             period, sales_page=sales.page, claims_page=claims.page
         ),
         "detail": "manager.partner",
+        "export_args": {
+            "region_id": region.id,
+            "partner": partner_id,
+            **period.query_args(),
+        },
     }
     fragment = _line_fragment()
     if fragment:
